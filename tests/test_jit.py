@@ -1,0 +1,636 @@
+"""End to end: @jit makes independent calls overlap and changes nothing else."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import xcs
+from xcs import XcsWarning, jit
+from xcs._replay import Pending
+
+from .conftest import Model
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+# -- the seed's first promise: parallel code runs in parallel -------------------------
+
+
+def test_independent_calls_overlap(model):
+    """Calls with no data between them run at the same time from the second call on."""
+
+    @jit
+    def summaries(m, docs):
+        return [m(f"summarize {d}") for d in docs]
+
+    docs = [f"doc{i}" for i in range(8)]
+    first = summaries(model, docs)
+    model.expect_overlap(8)  # each call now finishes only if all 8 run together
+    assert summaries(model, docs) == first
+    assert summaries.stats().optimized == 1
+
+
+def test_sixty_four_slow_calls_overlap():
+    """The default pool is wide enough for I/O-bound work: 64 calls at once."""
+    m = Model(latency=0.01)
+
+    @jit
+    def fan_out(m, n):
+        return [m(i) for i in range(n)]
+
+    expected = fan_out(m, 64)
+    m.expect_overlap(64)
+    assert fan_out(m, 64) == expected
+
+
+def test_sixteen_calls_much_faster_than_plain():
+    """16 independent 50 ms calls: far faster than plain from the second call on."""
+    m = Model(latency=0.05)
+
+    @jit
+    def ensemble(m, q):
+        out = []
+        for i in range(16):
+            out.append(m(q, i))
+        return out
+
+    expected, plain = timed(ensemble.__wrapped__, m, "q")
+    ensemble(m, "q")
+    got, fast = timed(ensemble, m, "q")
+    assert got == expected
+    assert fast < plain / 4, (plain, fast)  # about 16x in practice; see docs/benchmarks.md
+
+
+def test_loop_of_three_calls_is_at_least_30_percent_faster():
+    """The seed's loop: a, b, c per iteration overlap, and results are unchanged."""
+    m = Model(latency=0.03)
+
+    @jit
+    def loop(m, n):
+        results = []
+        for i in range(n):
+            a = m(i)
+            b = m(i + 1)
+            c = m(i + 2)
+            results.append(a + b + c)
+        return results
+
+    expected, plain = timed(loop.__wrapped__, m, 4)
+    loop(m, 4)
+    got, fast = timed(loop, m, 4)
+    assert got == expected
+    assert fast <= 0.7 * plain, (plain, fast)
+
+
+def test_drafts_and_judge_take_about_two_latencies():
+    """Three independent drafts and a judge that reads them: two latencies, not four."""
+    m = Model(latency=0.05)
+
+    @jit
+    def answer(m, q):
+        drafts = [m("draft", q, k) for k in range(3)]
+        return m("judge", "\n".join(drafts))
+
+    expected, plain = timed(answer.__wrapped__, m, "q")
+    answer(m, "q")
+    got, fast = timed(answer, m, "q")
+    assert got == expected
+    assert fast < 3 * 0.05 < plain, (plain, fast)
+
+
+def test_dependent_chain_stays_plain_and_is_not_slower():
+    """A chain where each call needs the last one's result gains nothing: plan is plain."""
+    m = Model(latency=0.02)
+
+    @jit
+    def chain(m, x):
+        a = m(x)
+        b = m(a)
+        return m(b)
+
+    expected, plain = timed(chain.__wrapped__, m, "x")
+    chain(m, "x")
+    got, again = timed(chain, m, "x")
+    assert got == expected
+    stats = chain.stats()
+    assert stats.optimized == 0
+    assert "below" in stats.signatures[0].reason
+    assert again < plain * 1.5 + 0.01
+
+
+# -- the seed's second promise: optimization never changes behaviour -------------------
+
+
+def test_branch_on_argument_values_follows_this_call():
+    """The trial's branch is not replayed: each call takes its own branch."""
+    m = Model(latency=0.005)
+
+    @jit
+    def route(m, mode, xs):
+        if mode == "short":
+            return [m("short", x) for x in xs]
+        return [m("long", x) for x in xs] + [m("extra")]
+
+    plain = route.__wrapped__
+    for mode in ["short", "long", "short", "long", "long"]:
+        assert route(m, mode, [1, 2, 3]) == plain(m, mode, [1, 2, 3])
+
+
+def test_branch_on_call_results_and_outside_state():
+    """Branches on results and on globals read this call's values."""
+    state = {"threshold": 2}
+    m = Model(latency=0.005)
+
+    @jit
+    def decide(m, xs):
+        scores = [len(m(x)) for x in xs]
+        picked = [s for s in scores if s > state["threshold"]]
+        if picked and picked[0] % 2:
+            return m("odd", picked)
+        return m("even", picked)
+
+    plain = decide.__wrapped__
+    for threshold in [2, 5, 0, 100]:
+        state["threshold"] = threshold
+        assert decide(m, ["a", "bbb", "cc"]) == plain(m, ["a", "bbb", "cc"])
+
+
+def test_nondeterministic_chain_gets_this_calls_fresh_values():
+    """A chain over a non-deterministic callee never sees the trial's values."""
+    counter = itertools.count()
+
+    def flaky(x):
+        time.sleep(0.003)
+        return f"{x}-{next(counter)}"
+
+    @jit
+    def chain5(x):
+        a = flaky(x)
+        b = flaky(a)
+        c = flaky(b)
+        d = flaky(c)
+        return flaky(d)
+
+    seen = [chain5("s") for _ in range(4)]
+    for result in seen:
+        numbers = [int(part) for part in result.split("-")[1:]]
+        assert numbers == list(range(numbers[0], numbers[0] + 5))  # one fresh run each
+    assert len(set(seen)) == 4
+
+
+def test_same_calls_with_same_arguments_each_once(model):
+    """The multiset of calls is the plain function's, on the trial and on replays."""
+
+    @jit
+    def work(m, xs):
+        firsts = [m("a", x) for x in xs]
+        seconds = [m("b", y) for y in firsts]
+        return m("c", *seconds)
+
+    plain_model = Model()
+    expected = work.__wrapped__(plain_model, [1, 2, 3])
+    for _ in range(3):
+        model.calls.clear()
+        assert work(model, [1, 2, 3]) == expected
+        assert model.sorted_calls() == plain_model.sorted_calls()
+
+
+def test_keyword_only_defaults_are_kept_on_later_calls(model):
+    """Defaults (positional and keyword-only) apply on every call, as in plain Python."""
+
+    @jit
+    def f(m, x, y=10, *, z=20, **extra):
+        return [m(x, y), m(z, sorted(extra.items()))]
+
+    assert f(model, 1) == [f"m(1, 10)", "m(20, [])"]
+    assert f(model, 1) == ["m(1, 10)", "m(20, [])"]
+    assert f(model, 1, 2, z=3, w=4) == ["m(1, 2)", "m(3, [('w', 4)])"]
+    assert f(model, 1, z=5) == ["m(1, 10)", "m(5, [])"]
+
+
+def test_dict_returning_calls(model):
+    """A call that returns a dict (or a tuple) is used normally by the body."""
+
+    def fetch(k):
+        time.sleep(0.01)
+        return {"key": k, "value": k * 2}
+
+    @jit
+    def gather(keys):
+        rows = [fetch(k) for k in keys]
+        return {r["key"]: r["value"] for r in rows}
+
+    for _ in range(3):
+        assert gather([1, 2, 3]) == {1: 2, 2: 4, 3: 6}
+
+
+def test_custom_object_arguments_do_not_retrace(model):
+    """Instances of a user class map to one signature: traced once, then replayed."""
+
+    class Doc:
+        def __init__(self, text):
+            self.text = text
+
+    @jit
+    def read(m, docs):
+        return [m(d.text) for d in docs]
+
+    for i in range(4):
+        read(model, [Doc(f"t{i}"), Doc("u")])
+    (sig,) = read.stats().signatures
+    assert (sig.trials, sig.replays, sig.status) == (1, 3, "optimized")
+
+
+def test_placeholders_never_escape(model):
+    """Values seen by the body, stored outside or returned are never placeholders."""
+    sink = {}
+
+    class Box:
+        pass
+
+    box = Box()
+
+    @jit
+    def leak(m, xs):
+        results = [m(x) for x in xs]
+        first = m("first")
+        sink["first"] = first
+        box.value = results
+        checks = (first is None, type(first), isinstance(first, str), "".join([first]))
+        return results, first, checks, (m("tuple"), m("tuple2"))
+
+    for _ in range(3):
+        results, first, checks, pair = leak(model, [1, 2])
+        assert all(type(r) is str for r in results)
+        assert type(first) is str and type(sink["first"]) is str
+        assert all(type(v) is str for v in box.value)
+        assert checks == (False, str, True, first)
+        assert all(type(v) is str for v in pair)
+        assert not any(isinstance(v, Pending) for v in [*results, first, *pair])
+
+
+def test_star_and_keyword_calls(model):
+    """Calls with *args, **kwargs and keywords are deferred with their exact arguments."""
+
+    @jit
+    def star(m, args, kwargs):
+        a = m(*args)
+        b = m(*args, **kwargs)
+        c = m(1, key="v", **kwargs)
+        return [a, b, c]
+
+    plain = star.__wrapped__(Model(0), (1, 2), {"k": 3})
+    for _ in range(3):
+        assert star(model, (1, 2), {"k": 3}) == plain
+
+
+# -- exceptions -----------------------------------------------------------------------
+
+
+def test_exception_is_the_same_object_never_wrapped():
+    """The callee's exception reaches the caller as the very same object."""
+    boom = ValueError("boom")
+
+    def slow(x):
+        time.sleep(0.005)
+        if x == "bad":
+            raise boom
+        return x
+
+    @jit
+    def f(xs):
+        return [slow(x) for x in xs]
+
+    assert f(["a", "b", "c"]) == ["a", "b", "c"]
+    for _ in range(2):
+        with pytest.raises(ValueError) as info:
+            f(["a", "bad", "c"])
+        assert info.value is boom
+        assert "slow" in {tb.name for tb in info.traceback}
+
+
+def test_first_failing_call_in_program_order_wins():
+    """When two deferred calls fail, the one the plain function makes first is raised."""
+    first, second = KeyError("first"), IndexError("second")
+
+    def call(name, delay):
+        time.sleep(delay)
+        if name == "one":
+            raise first
+        if name == "two":
+            raise second
+        return name
+
+    @jit
+    def f(names):
+        a = call(names[0], 0.04)  # fails late
+        b = call(names[1], 0.001)  # fails early
+        return a, b
+
+    assert f(["x", "y"]) == ("x", "y")
+    assert f(["x", "y"]) == ("x", "y")
+    with pytest.raises(KeyError) as info:
+        f(["one", "two"])
+    assert info.value is first
+
+
+def test_call_inside_the_functions_own_try_behaves_as_plain(model):
+    """An exception the body catches itself is caught exactly as without jit."""
+    model.fail_on["bad"] = ValueError("nope")
+
+    @jit
+    def safe(m, xs):
+        out = []
+        for x in xs:
+            try:
+                out.append(m(x))
+            except ValueError as exc:
+                out.append(f"caught {exc}")
+        return out
+
+    plain = safe.__wrapped__
+    for _ in range(3):
+        assert safe(model, ["a", "bad", "c"]) == plain(model, ["a", "bad", "c"])
+
+
+def test_deferred_failure_is_not_caught_by_a_later_try(model):
+    """A deferred call that fails outside any try is not caught by a try that follows."""
+    model.fail_on["bad"] = ValueError("nope")
+
+    @jit
+    def f(m, x):
+        a = m(x)
+        b = m("other")
+        try:
+            c = a + b  # plain raised before reaching this try
+        except ValueError:
+            c = "swallowed"
+        return c
+
+    assert f(model, "ok") == "m(ok)m(other)"
+    assert f(model, "ok") == "m(ok)m(other)"
+    with pytest.raises(ValueError, match="nope"):
+        f(model, "bad")
+
+
+# -- what can be decorated, and metadata ----------------------------------------------------
+
+
+def test_metadata_signature_and_wrapped_are_kept():
+    """functools.wraps metadata, __wrapped__ and inspect.signature are the function's."""
+
+    def original(a: int, b: str = "x", *args: int, c: float = 1.0, **kw: str) -> list:
+        """Docstring."""
+        return [a, b, args, c, kw]
+
+    jitted = jit(original)
+    assert jitted.__wrapped__ is original
+    assert jitted.__name__ == "original" and jitted.__doc__ == "Docstring."
+    assert jitted.__qualname__ == original.__qualname__
+    assert inspect.signature(jitted) == inspect.signature(original)
+    assert jitted(1, "y", 2, 3, c=4.0, d="e") == original(1, "y", 2, 3, c=4.0, d="e")
+
+
+def test_methods_static_class_methods_and_recursion(model):
+    """Methods bind like functions; static/class methods and recursion work."""
+
+    class Agent:
+        def __init__(self, m):
+            self.m = m
+
+        @jit
+        def ask(self, qs):
+            return [self.m(q) for q in qs]
+
+        @staticmethod
+        @jit
+        def double(x):
+            return x * 2
+
+        @jit
+        @classmethod
+        def make(cls, m):
+            return cls(m)
+
+    agent = Agent.make(model)
+    for _ in range(3):
+        assert agent.ask(["a", "b"]) == ["m(a)", "m(b)"]
+        assert Agent.double(4) == 8 and agent.double(5) == 10
+
+    @jit
+    def fib(n):
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    assert [fib(n) for n in range(12)] == [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89]
+
+
+def test_closures_lambdas_and_partials(model):
+    """Closures, lambdas and functools.partial objects can be jitted."""
+    prefix = "p"
+
+    def make():
+        @jit
+        def inner(xs):
+            return [model(prefix + x) for x in xs]
+
+        return inner
+
+    inner = make()
+    assert inner(["a"]) == ["m(pa)"] and inner(["b"]) == ["m(pb)"]
+    lam = jit(lambda x: model(x) + model(x))
+    assert lam("z") == "m(z)m(z)" == lam("z")
+    part = jit(functools.partial(lambda m, x: [m(x), m(x)], model))
+    assert part("q") == ["m(q)", "m(q)"] == part("q")
+
+
+def test_misuse_raises_type_errors_naming_the_offender():
+    """jit(3) and jit(executor="x") are TypeErrors (and XcsErrors) that say what is wrong."""
+    with pytest.raises(TypeError, match=r"cannot jit 3: expected a function, not int"):
+        jit(3)
+    with pytest.raises(xcs.XcsError, match=r"executor must be a concurrent.futures.Executor, not str"):
+        jit(executor="x")
+
+    def gen():
+        yield 1
+
+    async def coro():
+        return 1
+
+    with pytest.raises(TypeError, match=r"cannot jit '.*gen': generator functions are not supported"):
+        jit(gen)
+    with pytest.raises(TypeError, match=r"coroutine functions are not supported"):
+        jit(coro)
+
+
+# -- concurrency -------------------------------------------------------------------------
+
+
+def test_nested_jit_on_tiny_pools_does_not_deadlock(executor):
+    """Jitted functions calling jitted functions finish even on a one-worker pool."""
+    m = Model(latency=0.002)
+
+    @jit(executor=executor)
+    def leaf(x):
+        return [m(x, k) for k in range(3)]
+
+    @jit(executor=executor)
+    def middle(x):
+        return [leaf(f"{x}.{k}") for k in range(3)]
+
+    @jit(executor=executor)
+    def top(x):
+        return [middle(f"{x}{k}") for k in range(2)]
+
+    expected = top.__wrapped__("r")
+    for _ in range(3):
+        assert top("r") == expected
+
+
+def test_callers_contextvars_are_visible_in_deferred_calls():
+    """A deferred call sees the context of the call that made it."""
+    var = contextvars.ContextVar("var", default="unset")
+
+    def read(x):
+        time.sleep(0.002)
+        return f"{x}:{var.get()}"
+
+    @jit
+    def f(xs):
+        return [read(x) for x in xs]
+
+    for value in ["a", "b", "c"]:
+        var.set(value)
+        assert f([1, 2]) == [f"1:{value}", f"2:{value}"]
+
+
+def test_many_threads_share_one_jitted_function():
+    """Concurrent callers of one jitted function each get their own results."""
+    m = Model(latency=0.001)
+
+    @jit
+    def f(x):
+        return [m(x, k) for k in range(4)]
+
+    errors = []
+
+    def worker(i):
+        try:
+            for j in range(10):
+                assert f(f"{i}.{j}") == [f"m({i}.{j}, {k})" for k in range(4)]
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+# -- the seed's third promise: any failure falls back ---------------------------------------
+
+
+def test_unknown_interpreter_runs_plain_with_one_warning(monkeypatch, model):
+    """Without bytecode support the function runs plain, says why once, and works."""
+    monkeypatch.setattr("xcs._rewrite.ops", None)
+    monkeypatch.setattr("xcs._rewrite.UNSUPPORTED", "CPython 9.9 is not supported")
+    with pytest.warns(XcsWarning, match="CPython 9.9 is not supported") as record:
+        f = jit(lambda m, xs: [m(x) for x in xs])
+    assert len(record) == 1
+    assert f(model, [1, 2]) == ["m(1)", "m(2)"]
+    assert f.stats().reason.endswith("CPython 9.9 is not supported")
+
+
+def test_rewrite_failure_runs_plain(monkeypatch, model):
+    """A code object that cannot be rewritten runs plain with the reason recorded."""
+    from xcs._rewrite import Program, RewriteError
+
+    def broken(self, *a, **k):
+        raise RewriteError("simulated failure")
+
+    monkeypatch.setattr(Program, "combine", broken)
+    with pytest.warns(XcsWarning, match="simulated failure"):
+        f = jit(lambda m, xs: [m(x) for x in xs])
+    assert [f(model, [1]) for _ in range(3)] == [["m(1)"]] * 3
+
+
+def test_planning_failure_runs_plain(monkeypatch, model):
+    """An internal error after the trial leaves that signature plain, results unchanged."""
+    from xcs import _jit
+
+    def broken(*a, **k):
+        raise RuntimeError("planner bug")
+
+    monkeypatch.setattr(_jit.Plan, "from_graph", broken)
+    f = jit(lambda m, xs: [m(x) for x in xs])
+    with pytest.warns(XcsWarning, match="planner bug"):
+        assert f(model, [1, 2]) == ["m(1)", "m(2)"]
+    assert f(model, [1, 2]) == ["m(1)", "m(2)"]
+    assert f.stats().signatures[0].status == "plain"
+
+
+def test_executor_that_refuses_work_falls_back(model):
+    """A shut-down executor: calls run in program order, the signature turns plain."""
+    pool = ThreadPoolExecutor(2)
+
+    @jit(executor=pool)
+    def f(m, xs):
+        return [m(x) for x in xs]
+
+    assert f(model, [1, 2, 3]) == ["m(1)", "m(2)", "m(3)"]
+    pool.shutdown()
+    with pytest.warns(XcsWarning, match="executor refused work"):
+        assert f(model, [1, 2, 3]) == ["m(1)", "m(2)", "m(3)"]
+    assert f(model, [1, 2, 3]) == ["m(1)", "m(2)", "m(3)"]
+    assert f.stats().signatures[0].status == "plain"
+
+
+# -- introspection ----------------------------------------------------------------------
+
+
+def test_stats_and_explain_describe_the_plan(model):
+    """stats() counts signatures and optimizations; explain() shows calls, sets and path."""
+
+    @jit
+    def answer(m, q, docs):
+        drafts = [m(q, d) for d in docs]
+        return m("judge", *drafts)
+
+    answer(model, "q", ["a", "b", "c"])
+    answer(model, "q", ["a", "b", "c"])
+    answer(model, "q", [])
+    stats = answer.stats()
+    assert stats.cached == 1 and stats.optimized == 1
+    (sig,) = stats.signatures
+    assert sig.signature == "(m: Model, q: str, docs: list)"
+    assert sig.replays == 2 and sig.estimated_speedup > 1.5
+    text = answer.explain()
+    for needle in ["calls (4", "independent sets", "level 0: #0 #1 #2", "critical path",
+                   "plan: defer", "estimated", "test_jit.py:"]:
+        assert needle in text, (needle, text)
+
+
+def test_stats_report_plain_reasons(model):
+    """A signature that is not optimized says why."""
+
+    @jit
+    def one(m, x):
+        return m(x)
+
+    one(model, 1)
+    one(model, 2)
+    (sig,) = one.stats().signatures
+    assert sig.status in ("new", "plain") and "fewer than two slow calls" in sig.reason

@@ -1,0 +1,12 @@
+"""xcs: put ``@jit`` on a plain Python function and its independent calls run in parallel.
+
+The jitted function returns, raises and calls exactly what the plain one
+would; only the timing changes.  See ``jit`` for the knobs (there is one:
+the executor) and ``f.stats()`` / ``f.explain()`` for what was decided.
+"""
+
+from xcs._errors import XcsError, XcsWarning
+from xcs._jit import SignatureStats, Stats, jit
+
+__all__ = ["SignatureStats", "Stats", "XcsError", "XcsWarning", "jit"]
+__version__ = "0.1.0"

@@ -1,0 +1,184 @@
+"""Analyze stage: which call sites to defer, and the speedup to expect.
+
+The estimate replays the trial on paper.  The body's own work between calls
+takes the time it took in the trial; a deferred call starts when its inputs
+are ready and a worker is free, and the body waits for it only where it
+first observed the result (or passed it to a call that is not deferred).
+Calls that burn CPU in pure Python are not deferred to threads on a GIL
+build: threads would not overlap them.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from xcs._graph import Graph, Node
+from xcs._rewrite import Site
+
+__all__ = ["ExecutorFacts", "Plan"]
+
+MIN_SPEEDUP = 1.2  # below this estimate, later calls run the plain function
+MIN_DURATION = 100e-6  # a call shorter than this is not worth a trip to a worker
+SUBMIT_COST = 20e-6  # body time to defer one call (task, submit, placeholder)
+START_LATENCY = 60e-6  # from submit to the worker running the call
+CPU_BOUND = 0.5  # CPU time / wall time above which a call is CPU-bound
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorFacts:
+    """What the analysis needs to know about the executor."""
+
+    workers: int  # how many calls can run at once
+    threads: bool  # workers are threads of this process
+    gil: bool  # and pure-Python code in them is serialized by the GIL
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The decision for one argument signature."""
+
+    deferred: frozenset[int]
+    plain_time: float
+    estimated_time: float
+    reason: str | None = None  # why later calls run plain
+    tentative: bool = False  # too little evidence: trace a later call again
+    notes: dict[int, str] = field(default_factory=dict)  # site -> why it is not deferred
+
+    @property
+    def optimized(self) -> bool:
+        return bool(self.deferred) and self.reason is None
+
+    @property
+    def speedup(self) -> float:
+        return self.plain_time / self.estimated_time if self.estimated_time > 0 else 1.0
+
+    @classmethod
+    def plain(cls, reason: str, *, tentative: bool = False,
+              notes: dict[int, str] | None = None, time: float = 0.0) -> Plan:
+        return cls(frozenset(), time, time, reason, tentative, notes or {})
+
+    @classmethod
+    def from_graph(cls, graph: Graph, sites: list[Site] | tuple[Site, ...],
+                   facts: ExecutorFacts) -> Plan:
+        """Choose the deferred sites for the trial recorded in ``graph``."""
+        if graph.truncated:
+            return cls.plain("the trial made too many calls to record", time=graph.duration)
+        if graph.raised:
+            return cls.plain("the trial call raised", tentative=True, time=graph.duration)
+        notes = _site_notes(graph, sites, facts)
+        by_site: dict[int, list[Node]] = defaultdict(list)
+        for node in graph.nodes:
+            by_site[node.site].append(node)
+        candidates = sorted(s for s in by_site if s not in notes)
+        slow = sum(len(by_site[s]) for s in candidates)
+        if slow < 2:
+            reason = ("no calls recorded" if not graph.nodes else
+                      "fewer than two slow calls that could be deferred")
+            return cls.plain(reason, tentative=True, notes=notes, time=graph.duration)
+        gathers = frozenset(s for s in by_site if sites[s].append)
+        chosen = set(candidates)
+        best = simulate(graph, chosen, facts, gathers)
+        # Drop sites whose deferral buys nothing (their result is used at once).
+        for s in sorted(candidates, key=lambda s: sum(n.duration for n in by_site[s])):
+            trial = simulate(graph, chosen - {s}, facts, gathers)
+            if trial <= best * 1.0001 + 1e-6:
+                chosen.discard(s)
+                best = trial
+                notes[s] = "its result is needed at once: deferring would not overlap it"
+        plain_time = graph.duration
+        plan = cls(frozenset(chosen), plain_time, best, None, False, notes)
+        if not chosen or plan.speedup < MIN_SPEEDUP:
+            return cls(frozenset(), plain_time, best,
+                       f"estimated speedup {plan.speedup:.2f}x is below {MIN_SPEEDUP}x",
+                       False, notes)
+        return plan
+
+    def __repr__(self) -> str:
+        state = "optimized" if self.optimized else f"plain ({self.reason})"
+        return (f"Plan({state}, defer sites {sorted(self.deferred)}, "
+                f"estimated {self.speedup:.2f}x)")
+
+    def as_text(self, where: dict[int, str] | None = None) -> str:
+        where = where or {}
+        lines = [f"plan: {'defer ' + ', '.join(where.get(s, f'site {s}') for s in sorted(self.deferred)) if self.optimized else 'plain'}"]
+        if self.reason:
+            lines.append(f"reason: {self.reason}")
+        lines.append(f"estimated: {self.plain_time * 1e3:.1f} ms plain -> "
+                     f"{self.estimated_time * 1e3:.1f} ms ({self.speedup:.2f}x)")
+        for s in sorted(self.notes):
+            lines.append(f"  not deferred: {where.get(s, f'site {s}')}: {self.notes[s]}")
+        return "\n".join(lines)
+
+
+def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
+                facts: ExecutorFacts) -> dict[int, str]:
+    """Why each site with recorded calls may not be deferred (absent: it may)."""
+    notes: dict[int, str] = {}
+    by_site: dict[int, list[Node]] = defaultdict(list)
+    for node in graph.nodes:
+        by_site[node.site].append(node)
+    for s, nodes in by_site.items():
+        site = sites[s]
+        if site.protected:
+            notes[s] = "inside the function's own try/except/with"
+        elif site.nested:
+            notes[s] = "in a nested function or generator expression"
+        elif site.append:
+            notes[s] = "appends to a list the function builds"
+        elif any(n.frame_sensitive for n in nodes):
+            notes[s] = "the callee depends on its caller's frame or thread (or prints)"
+        elif any(n.opaque for n in nodes):
+            notes[s] = "an argument is a generator or a closure of the body"
+        elif sum(n.duration for n in nodes) / len(nodes) < MIN_DURATION:
+            notes[s] = f"its calls are fast (under {MIN_DURATION * 1e6:.0f} us)"
+        elif facts.threads and facts.gil and sum(n.cpu for n in nodes) > CPU_BOUND * sum(
+                n.duration for n in nodes):
+            notes[s] = "CPU-bound in this thread: threads cannot overlap it under the GIL"
+    return notes
+
+
+def simulate(graph: Graph, deferred: set[int] | frozenset[int], facts: ExecutorFacts,
+             gathers: frozenset[int] = frozenset()) -> float:
+    """Estimated wall time of a replay that defers the calls at ``deferred`` sites.
+
+    Calls at ``gathers`` sites (``list.append`` on a list the body built) take
+    placeholders without waiting for them.
+    """
+    events: list[tuple[float, int, int]] = []  # (trial time, kind, node): 0 call, 1 use
+    for n in graph.nodes:
+        events.append((n.start, 0, n.id))
+        if n.first_use is not None:
+            events.append((n.first_use, 1, n.id))
+    events.sort()
+    done: dict[int, float] = {}  # node -> replay time at which its result exists
+    is_deferred = [n.site in deferred for n in graph.nodes]
+    free: list[float] = []  # worker free times, when bounded
+    bounded = facts.workers < len(graph.nodes)
+    t = 0.0  # the body's clock in the replay
+    last = 0.0  # the trial time the body's clock corresponds to
+    for when, kind, i in events:
+        if when > last:
+            t += when - last
+            last = when
+        node = graph.nodes[i]
+        if kind == 1:
+            if is_deferred[i]:
+                t = max(t, done[i])
+            continue
+        ready = max((done[d] for d in node.deps if is_deferred[d]), default=0.0)
+        if is_deferred[i]:
+            start = max(t, ready) + START_LATENCY
+            if bounded:
+                if len(free) >= facts.workers:
+                    start = max(start, heapq.heappop(free))
+                heapq.heappush(free, start + node.duration)
+            done[i] = start + node.duration
+            t += SUBMIT_COST
+        else:
+            t = (t if node.site in gathers else max(t, ready)) + node.duration
+            done[i] = t
+        last = max(last, node.end)
+    t += max(0.0, graph.duration - last)
+    return max([t, *(done[i] for i in done if is_deferred[i])])

@@ -1,0 +1,35 @@
+"""Selects the bytecode module for the running interpreter, once, at import.
+
+This is the only place where xcs looks at ``sys.version_info``.  On an
+interpreter that xcs does not know (a future CPython, PyPy, ...) ``ops`` is
+None and every jitted function runs plain, with ``UNSUPPORTED`` as the reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+
+SUPPORTED = ((3, 11), (3, 12), (3, 13), (3, 14), (3, 15))
+
+
+def _load(version: tuple[int, int], implementation: str) -> tuple[ModuleType | None, str | None]:
+    if implementation != "cpython":
+        return None, f"xcs rewrites CPython bytecode; this interpreter is {implementation}"
+    if version not in SUPPORTED:
+        known = ", ".join("%d.%d" % v for v in SUPPORTED)
+        return None, f"CPython {version[0]}.{version[1]} is not supported (supported: {known})"
+    try:
+        return importlib.import_module("xcs._v%d%d" % version), None
+    except ImportError as exc:  # e.g. the bytecode package cannot handle this version
+        return None, f"cannot load the bytecode support for CPython {version[0]}.{version[1]}: {exc}"
+
+
+ops, UNSUPPORTED = _load(sys.version_info[:2], sys.implementation.name)
+
+
+def gil_enabled() -> bool:
+    """Whether threads running pure-Python code are serialized by the GIL."""
+    probe = getattr(sys, "_is_gil_enabled", None)  # 3.13+
+    return True if probe is None else bool(probe())

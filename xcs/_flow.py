@@ -1,0 +1,622 @@
+"""Stack simulation over a code object's control-flow graph.
+
+One forward dataflow pass over the instructions of a ``bytecode.Bytecode``
+answers the three questions the rewrite asks:
+
+* which CALL consumes the slot that each call opener pushed (the pairing of
+  ``PUSH_NULL``/``LOAD_GLOBAL``/method loads with their calls, across
+  branches and duplicated tails);
+* which instructions run inside the function's own try/except/with;
+* given the set of call sites whose results will be placeholders, where a
+  placeholder (or a container holding one) reaches an instruction that would
+  observe it, and so must be resolved just before that instruction.
+
+Abstract stack items and locals carry bit flags.  Every flag means "may be":
+the join of two states is a bitwise OR, and the analysis is conservative in
+the direction that resolves more, never less.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import CodeType
+from typing import Any
+
+from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
+
+PH = 1  # may be a placeholder
+LCT = 2  # may be a list or dict holding placeholders (resolvable in place)
+TCT = 4  # may be a tuple holding placeholders (must be rebuilt)
+ESC = 8  # may be other than a list/dict that this frame built and nobody else saw
+NOTLIST = 16  # may be other than a list
+NOTDICT = 32  # may be other than a dict
+OTHER = 64  # may be an ordinary value rather than the NULL slot of a call opener
+TAINT = PH | LCT | TCT
+PLAIN = ESC | NOTLIST | NOTDICT | OTHER
+
+APPEND = "append"  # ``what`` of the bound ``append`` of a fresh list
+
+
+class RewriteError(Exception):
+    """The code uses a shape that the rewrite does not handle."""
+
+
+@dataclass(frozen=True, slots=True)
+class Val:
+    """What may be in one stack slot or local variable."""
+
+    bits: int = PLAIN
+    openers: frozenset[int] = frozenset()  # call openers that may have pushed this slot
+    aliases: frozenset[str] = frozenset()  # locals this value may have been loaded from
+    what: Any = None  # ("code", c), ("func", c) or APPEND, when known on every path
+
+    def join(self, other: Val) -> Val:
+        if self == other:
+            return self
+        what = self.what if self.what == other.what else None
+        return Val(self.bits | other.bits, self.openers | other.openers,
+                   self.aliases | other.aliases, what)
+
+
+CLEAN = Val()
+SLOT_BITS = 0
+
+
+@dataclass(slots=True)
+class State:
+    stack: tuple[Val, ...]
+    locs: dict[str, int]
+
+    def join(self, other: State, where: str) -> State:
+        if len(self.stack) != len(other.stack):
+            raise RewriteError(f"stack depth differs at {where}")
+        stack = tuple(a.join(b) for a, b in zip(self.stack, other.stack))
+        locs = dict(self.locs)
+        for name, bits in other.locs.items():
+            locs[name] = locs.get(name, PLAIN) | bits
+        return State(stack, locs)
+
+    def same(self, other: State) -> bool:
+        return self.stack == other.stack and self.locs == other.locs
+
+
+class Cfg:
+    """The real instructions of a Bytecode with their successors and try regions."""
+
+    def __init__(self, code: Bytecode, ops: Any) -> None:
+        self.code = code
+        self.instrs: list[Instr] = []
+        self.region: list[TryBegin | None] = []
+        self.label_index: dict[Label, int] = {}
+        pending: list[Label] = []
+        active: TryBegin | None = None
+        for item in code:
+            if isinstance(item, Label):
+                pending.append(item)
+            elif isinstance(item, TryBegin):
+                active = item
+            elif isinstance(item, TryEnd):
+                active = None
+            elif isinstance(item, Instr):
+                for label in pending:
+                    self.label_index[label] = len(self.instrs)
+                pending.clear()
+                self.instrs.append(item)
+                self.region.append(active)
+        self.succ: list[list[tuple[int, bool]]] = []
+        monitor_only = getattr(ops, "MONITOR_ONLY_JUMPS", frozenset())
+        for i, instr in enumerate(self.instrs):
+            edges: list[tuple[int, bool]] = []
+            if instr.has_jump() and instr.name not in monitor_only:
+                edges.append((self._target(instr.arg), True))
+            if not instr.is_final():
+                edges.append((i + 1, False))
+            self.succ.append(edges)
+        self.protected = self._protected()
+        self.preds: list[list[int]] = [[] for _ in self.instrs]
+        for i, edges in enumerate(self.succ):
+            for j, _ in edges:
+                if j < len(self.preds):
+                    self.preds[j].append(i)
+
+    def _target(self, label: Any) -> int:
+        try:
+            return self.label_index[label]
+        except (KeyError, TypeError):
+            raise RewriteError("jump to an unknown label") from None
+
+    def entered_from_outside(self, block: TryBegin) -> bool:
+        """Can control reach the first instruction of ``block`` from unprotected code?
+
+        Only such entries need a barrier: inside protected code nothing is
+        ever deferred, so nothing can be pending there.
+        """
+        if not self._user_visible(block):
+            return False
+        starts = [i for i, region in enumerate(self.region) if region is block]
+        if not starts:
+            return False
+        first = starts[0]
+        return first == 0 or any(not self.protected[p] for p in self.preds[first])
+
+    def handler(self, block: TryBegin) -> int:
+        return self._target(block.target)
+
+    def _user_visible(self, block: TryBegin) -> bool:
+        # A handler that pushes or pops exc_info belongs to the user's code
+        # (except, finally, with).  Compiler cleanups that only restore state
+        # and re-raise (inlined comprehensions on 3.12+) are transparent.
+        i = self.handler(block)
+        while i < len(self.instrs):
+            name = self.instrs[i].name
+            if name in ("PUSH_EXC_INFO", "POP_EXCEPT", "WITH_EXCEPT_START", "CHECK_EXC_MATCH"):
+                return True
+            if self.instrs[i].is_final():
+                return False
+            i += 1
+        return False
+
+    def _reraise_of(self, block: TryBegin) -> int | None:
+        i = self.handler(block)
+        while i < len(self.instrs):
+            if self.instrs[i].is_final():
+                return i if self.instrs[i].name == "RERAISE" else None
+            i += 1
+        return None
+
+    def _protected(self) -> list[bool]:
+        memo: dict[int, bool] = {}
+
+        def visible(block: TryBegin, seen: frozenset[int]) -> bool:
+            key = id(block)
+            if key not in memo:
+                if self._user_visible(block):
+                    memo[key] = True
+                else:
+                    at = self._reraise_of(block)
+                    outer = self.region[at] if at is not None else None
+                    memo[key] = (outer is not None and key not in seen
+                                 and visible(outer, seen | {key}))
+            return memo[key]
+
+        return [block is not None and visible(block, frozenset()) for block in self.region]
+
+
+@dataclass
+class CallSite:
+    """A CALL whose slot was pushed by call openers: a call site of the user's code."""
+
+    index: int
+    roles: tuple[str, ...]
+    openers: frozenset[int]
+    kwnull: bool = False  # 3.14+: the **kwargs slot of CALL_FUNCTION_EX holds NULL
+    append_to: frozenset[str] = frozenset()  # ``L.append(x)`` on a fresh list L
+
+
+@dataclass
+class Flow:
+    """The result of simulating one code object for one set of deferred sites."""
+
+    cfg: Cfg
+    calls: dict[int, CallSite] = field(default_factory=dict)
+    resolves: dict[int, list[int]] = field(default_factory=dict)  # index -> depths
+    kwnull_openers: set[int] = field(default_factory=set)
+
+
+def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
+             returns_to_caller: bool = False,
+             comprehension: Any = None) -> Flow:
+    """Run the dataflow to a fixed point and record its findings.
+
+    Args:
+        cfg: the code's control-flow graph.
+        ops: the version module (``xcs._v3XX``).
+        deferred: indices of the CALL instructions whose results are placeholders.
+        returns_to_caller: the code's return value goes straight back into the
+            enclosing frame (a 3.11 comprehension), so it may hold placeholders.
+        comprehension: ``code -> Val`` giving what calling a nested comprehension
+            code object returns (3.11), or None.
+    """
+    sim = _Simulation(cfg, ops, deferred, returns_to_caller, comprehension)
+    sim.run()
+    return sim.flow
+
+
+class _Simulation:
+    def __init__(self, cfg: Cfg, ops: Any, deferred: frozenset[int],
+                 returns_to_caller: bool, comprehension: Any) -> None:
+        self.cfg = cfg
+        self.ops = ops
+        self.deferred = deferred
+        self.returns_to_caller = returns_to_caller
+        self.comprehension = comprehension
+        self.flow = Flow(cfg)
+        self.recording = False
+
+    def run(self) -> None:
+        n = len(self.cfg.instrs)
+        states: list[State | None] = [None] * n
+        if n == 0:
+            return
+        states[0] = State((), {})
+        work = [0]
+        queued = {0}
+        while work:
+            i = work.pop()
+            queued.discard(i)
+            state = states[i]
+            assert state is not None
+            for j, out in self._successors(i, state):
+                if j >= n:
+                    raise RewriteError("control flow falls off the end of the code")
+                old = states[j]
+                new = out if old is None else old.join(out, f"instruction {j}")
+                if old is None or not new.same(old):
+                    states[j] = new
+                    if j not in queued:
+                        queued.add(j)
+                        work.append(j)
+        self.recording = True
+        for i, state in enumerate(states):
+            if state is not None:
+                self._successors(i, state)
+
+    def _successors(self, i: int, state: State) -> list[tuple[int, State]]:
+        cfg = self.cfg
+        out = []
+        block = cfg.region[i]
+        if block is not None:
+            depth = block.stack_depth
+            if not isinstance(depth, int):
+                raise RewriteError(f"unknown handler depth at instruction {i}")
+            # 3.15 genexprs cover their final (non-raising) instructions with a
+            # handler deeper than the stack there: such an edge is never taken.
+            if depth <= len(state.stack):
+                extra = (CLEAN,) * (2 if block.push_lasti else 1)
+                handler_state = State(state.stack[:depth] + extra, dict(state.locs))
+                out.append((cfg.handler(block), handler_state))
+        step = _Step(self, i, state)
+        for j, jump in cfg.succ[i]:
+            out.append((j, step.after(jump)))
+        if self.recording and step.resolve:
+            self.flow.resolves[i] = sorted(set(step.resolve), reverse=True)
+        return out
+
+
+class _Step:
+    """The transfer function of one instruction from one entry state."""
+
+    def __init__(self, sim: _Simulation, i: int, state: State) -> None:
+        self.sim = sim
+        self.i = i
+        self.instr = sim.cfg.instrs[i]
+        self.stack = list(state.stack)
+        self.locs = dict(state.locs)
+        self.depth0 = len(self.stack)
+        self.resolve: list[int] = []
+        self.pushed: list[Val] = []
+        self.effect_known = False
+        self._transfer()
+
+    # -- helpers -----------------------------------------------------------
+    def _take(self, n: int) -> list[Val]:
+        if n > len(self.stack):
+            raise RewriteError(f"stack underflow at instruction {self.i} ({self.instr.name})")
+        if n == 0:
+            return []
+        items = self.stack[-n:]
+        del self.stack[-n:]
+        return items
+
+    def _depth_of(self, pos: int) -> int:
+        """Depth (1 = top) at instruction entry of the item at stack position ``pos``."""
+        return self.depth0 - pos
+
+    def _observe(self, pos: int, val: Val) -> None:
+        """The instruction observes ``val`` (at entry position ``pos``): resolve it first."""
+        if val.bits & TAINT:
+            self.resolve.append(self._depth_of(pos))
+        self._escape(val)
+
+    def _escape(self, val: Val) -> None:
+        for name in val.aliases:
+            self.locs[name] = self.locs.get(name, PLAIN) | ESC
+
+    def after(self, jump: bool) -> State:
+        stack = list(self.stack)
+        if self.effect_known:
+            stack.extend(self.pushed)
+        else:
+            stack.extend(self._generic_push(jump))
+        return State(tuple(stack), self.locs)
+
+    # -- transfer ----------------------------------------------------------
+    def _transfer(self) -> None:
+        ops = self.sim.ops
+        instr = self.instr
+        name = instr.name
+        if name in ops.CALL_PREFIX:
+            self._done([])
+            return
+        opener = ops.opener(instr)
+        if opener is not None:
+            self._opener(*opener)
+            return
+        roles = ops.call_roles(instr)
+        if roles is not None:
+            self._call(roles)
+            return
+        loads = ops.local_loads(instr)
+        stores = ops.local_stores(instr)
+        if stores is not None:
+            self._store(stores)
+        if loads is not None:
+            for local in loads:
+                local = getattr(local, "name", local)  # CellVar in inlined comprehensions
+                self.pushed.append(Val(self.locs.get(local, PLAIN), aliases=frozenset({local})))
+                if name == "LOAD_FAST_AND_CLEAR":
+                    self.locs[local] = PLAIN
+            self.effect_known = True
+            return
+        if stores is not None:
+            self._done([])
+            return
+        handler = getattr(self, "_op_" + name, None)
+        if handler is not None:
+            handler()
+        else:
+            self._generic()
+
+    def _done(self, pushed: list[Val]) -> None:
+        self.pushed = pushed
+        self.effect_known = True
+
+    def _generic(self) -> None:
+        ops = self.sim.ops
+        consumed = ops.count(ops.CONSUMED, self.instr)
+        if consumed is None:  # an instruction we have no model for: resolve everything
+            consumed = len(self.stack)
+        self.consumed = consumed
+        base = len(self.stack) - consumed
+        items = self._take(consumed)
+        kept = ops.count(ops.KEPT, self.instr, 0) or 0
+        self.kept_items = items[:kept]
+        for k, val in enumerate(items[kept:], start=kept):
+            self._observe(base + k, val)
+
+    def _generic_push(self, jump: bool) -> list[Val]:
+        ops = self.sim.ops
+        try:
+            effect = self.instr.stack_effect(jump=jump)
+        except Exception as exc:  # noqa: BLE001  (bytecode raises several types)
+            raise RewriteError(f"no stack effect for {self.instr.name}: {exc}") from None
+        effect += ops.EFFECT_FIX.get(self.instr.name, 0)
+        produced = self.consumed + effect
+        if produced < 0:
+            raise RewriteError(f"inconsistent stack effect for {self.instr.name}")
+        kept = self.kept_items[:produced]
+        return kept + [CLEAN] * (produced - len(kept))
+
+    # -- call openers and calls ---------------------------------------------
+    def _opener(self, popped: int, roles: tuple[str, ...]) -> None:
+        ops = self.sim.ops
+        base = len(self.stack) - popped
+        items = self._take(popped)
+        callable_val = CLEAN
+        receiver = items[0] if items else None
+        if (receiver is not None and ops.method_name(self.instr) == "append"
+                and not receiver.bits & (ESC | NOTLIST) and popped == 1):
+            callable_val = Val(PLAIN, aliases=receiver.aliases, what=APPEND)
+        else:
+            for k, val in enumerate(items):
+                self._observe(base + k, val)
+        slot = Val(SLOT_BITS, openers=frozenset({self.i}))
+        self._done([slot if role == "slot" else callable_val for role in roles])
+
+    def _call(self, roles: tuple[str, ...]) -> None:
+        sim = self.sim
+        n = len(roles)
+        base = len(self.stack) - n
+        items = self._take(n)
+        by_role = dict(zip(roles, items))
+        slot = by_role["slot"]
+        if slot.openers and slot.bits & OTHER:
+            raise RewriteError(f"a call slot is NULL on some paths only (instruction {self.i})")
+        if not slot.openers:  # not a call site: decorator, with-exit, comprehension call
+            for k, val in enumerate(items):
+                self._observe(base + k, val)
+            result = CLEAN
+            what = slot.what
+            if (sim.comprehension is not None and isinstance(what, tuple) and what[0] == "func"):
+                result = sim.comprehension(what[1])
+            self._done([result])
+            return
+        site = CallSite(self.i, roles, slot.openers)
+        kw = by_role.get("kwstar")
+        if kw is not None and kw.openers:
+            if kw.bits & OTHER:
+                raise RewriteError(f"**kwargs slot is NULL on some paths only ({self.i})")
+            site.kwnull = True
+            if sim.recording:
+                sim.flow.kwnull_openers.update(kw.openers)
+        callee = by_role["callable"]
+        deferred = self.i in sim.deferred
+        if callee.what == APPEND and roles.count("arg") == 1 and len(roles) == 3:
+            site.append_to = callee.aliases
+        for k, (role, val) in enumerate(zip(roles, items)):
+            pos = base + k
+            if role in ("slot", "kwnames") or (role == "kwstar" and site.kwnull):
+                continue
+            if role == "callable":
+                if val.what != APPEND:
+                    self._observe(pos, val)
+            elif deferred:
+                self._escape(val)  # handed to the deferred call, which resolves it
+            elif site.append_to and not val.bits & (LCT | TCT):
+                if val.bits & PH:
+                    for local in site.append_to:
+                        self.locs[local] = self.locs.get(local, PLAIN) | LCT
+                self._escape(val)
+            else:
+                self._observe(pos, val)
+        if sim.recording:
+            sim.flow.calls[self.i] = site
+        self._done([Val(PLAIN | PH) if deferred else CLEAN])
+
+    # -- locals --------------------------------------------------------------
+    def _store(self, names: tuple[str, ...]) -> None:
+        base = len(self.stack) - len(names)
+        items = self._take(len(names))
+        for k, (local, val) in enumerate(zip(names, reversed(items))):
+            local = getattr(local, "name", local)
+            pos = base + len(items) - 1 - k
+            bits = val.bits
+            if bits & TCT:  # a tuple cannot be resolved in place later
+                self.resolve.append(self._depth_of(pos))
+                bits &= ~TCT
+            others = val.aliases - {local}
+            if others:
+                self._escape(val)
+                bits |= ESC
+            self.locs[local] = bits
+
+    def _op_DELETE_FAST(self) -> None:
+        self.locs[getattr(self.instr.arg, "name", self.instr.arg)] = PLAIN
+        self._done([])
+
+    def _op_LOAD_CONST(self) -> None:
+        arg = self.instr.arg
+        self._done([Val(PLAIN, what=("code", arg)) if isinstance(arg, CodeType) else CLEAN])
+
+    def _op_MAKE_FUNCTION(self) -> None:
+        top = self.stack[-1] if self.stack else CLEAN
+        self._generic()
+        what = top.what
+        func = ("func", what[1]) if isinstance(what, tuple) and what[0] == "code" else None
+        self._done([Val(PLAIN, what=func)])
+
+    def _op_SET_FUNCTION_ATTRIBUTE(self) -> None:
+        func = self.stack[-1]
+        self._generic()
+        self._done([func])
+
+    # -- stack shuffles --------------------------------------------------------
+    def _op_COPY(self) -> None:
+        n = self.instr.arg
+        val = self.stack[-n]
+        if not val.bits & ESC:  # two references to a fresh container: no longer fresh
+            self._escape(val)
+            val = Val(val.bits | ESC, val.openers, val.aliases, val.what)
+            self.stack[-n] = val
+        self._done([val])
+
+    def _op_SWAP(self) -> None:
+        n = self.instr.arg
+        self.stack[-1], self.stack[-n] = self.stack[-n], self.stack[-1]
+        self._done([])
+
+    def _op_POP_TOP(self) -> None:
+        self._take(1)
+        self._done([])
+
+    # -- containers --------------------------------------------------------------
+    def _build(self, kind: int, keyed: bool) -> None:
+        """BUILD_LIST/TUPLE/MAP: values may be placeholders, keys may not."""
+        count = self.instr.arg * (2 if keyed else 1)
+        base = len(self.stack) - count
+        holds = False
+        for k, val in enumerate(self._take(count)):
+            if (keyed and k % 2 == 0) or val.bits & (LCT | TCT):
+                self._observe(base + k, val)
+            else:
+                holds = holds or bool(val.bits & PH)
+                self._escape(val)
+        if holds:
+            kind |= TCT if kind & ESC else LCT
+        self._done([Val(kind)])
+
+    def _op_BUILD_LIST(self) -> None:
+        self._build(NOTDICT | OTHER, keyed=False)
+
+    def _op_BUILD_TUPLE(self) -> None:
+        self._build(PLAIN, keyed=False)
+
+    def _op_BUILD_MAP(self) -> None:
+        self._build(NOTLIST | OTHER, keyed=True)
+
+    def _op_BUILD_CONST_KEY_MAP(self) -> None:
+        keys = self.stack[-1]
+        base = len(self.stack) - 1
+        self._take(1)
+        self._observe(base, keys)
+        self._build(NOTLIST | OTHER, keyed=False)
+
+    def _add_to(self, container_depth: int, values: list[tuple[int, Val]], need: int) -> None:
+        container = self.stack[-container_depth]
+        fresh = not container.bits & (ESC | need)
+        holds = False
+        for pos, val in values:
+            if fresh and not val.bits & (LCT | TCT):
+                holds = holds or bool(val.bits & PH)
+                self._escape(val)
+            else:
+                self._observe(pos, val)
+        if holds:
+            self.stack[-container_depth] = Val(container.bits | LCT, container.openers,
+                                               container.aliases, container.what)
+
+    def _op_LIST_APPEND(self) -> None:
+        base = len(self.stack) - 1
+        (value,) = self._take(1)
+        self.stack.append(value)  # put back while the container is inspected
+        self._add_to(self.instr.arg + 1, [(base, value)], NOTLIST)
+        self.stack.pop()
+        self._done([])
+
+    def _op_MAP_ADD(self) -> None:
+        base = len(self.stack) - 2
+        key, value = self.stack[-2], self.stack[-1]
+        self._observe(base, key)
+        self._add_to(self.instr.arg + 2, [(base + 1, value)], NOTDICT)
+        self._take(2)
+        self._done([])
+
+    def _op_LIST_EXTEND(self) -> None:
+        base = len(self.stack) - 1
+        (value,) = self._take(1)
+        self._observe(base, value)
+        self._done([])
+
+    def _op_STORE_SUBSCR(self) -> None:
+        base = len(self.stack) - 3
+        value, container, key = self.stack[-3], self.stack[-2], self.stack[-1]
+        self._observe(base + 2, key)
+        if not container.bits & ESC and not value.bits & (LCT | TCT):
+            if value.bits & PH:
+                for local in container.aliases:
+                    self.locs[local] = self.locs.get(local, PLAIN) | LCT
+            self._escape(value)
+        else:
+            self._observe(base, value)
+            self._observe(base + 1, container)
+        self._take(3)
+        self._done([])
+
+    def _op_UNPACK_SEQUENCE(self) -> None:
+        base = len(self.stack) - 1
+        (val,) = self._take(1)
+        if val.bits & PH:
+            self.resolve.append(self._depth_of(base))
+        self._escape(val)
+        element = Val(PLAIN | PH) if val.bits & (LCT | TCT) else CLEAN
+        self._done([element] * self.instr.arg)
+
+    # -- returns -------------------------------------------------------------------
+    def _op_RETURN_VALUE(self) -> None:
+        base = len(self.stack) - 1
+        (val,) = self._take(1)
+        if self.sim.returns_to_caller:
+            self._escape(val)
+        else:
+            self._observe(base, val)
+        self._done([])

@@ -1,0 +1,120 @@
+"""Graph stage: the dependency DAG of a trial's calls.
+
+Nodes are the calls made by the body itself (calls made while another call
+was running belong to that call).  An edge A -> B means that B received,
+among its operands, an object that A returned: the identity links found by
+the trace, strings and ints included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xcs._trace import Trace
+
+__all__ = ["Graph", "Node"]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One call of the body, as a node of the dependency graph."""
+
+    id: int
+    call: int  # index of the call in the trace
+    site: int
+    callee: str
+    start: float
+    duration: float
+    cpu: float
+    deps: tuple[int, ...]  # ids of the nodes whose results it received
+    first_use: float | None
+    raised: bool
+    opaque: bool
+    frame_sensitive: bool
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """The calls of one trial and the identity edges between them."""
+
+    nodes: tuple[Node, ...]
+    duration: float  # wall time of the whole trial
+    raised: bool
+    truncated: bool
+
+    @classmethod
+    def from_trace(cls, trace: Trace) -> Graph:
+        """Keep the body's own calls; a nested call's result counts as its parent's."""
+        top: dict[int, int] = {}
+        owner: dict[int, int] = {}
+        nodes: list[Node] = []
+        for call in trace.calls:
+            if call.parent is None:
+                top[call.index] = len(nodes)
+                owner[call.index] = call.index
+            else:
+                owner[call.index] = owner.get(call.parent, call.parent)
+                continue
+            deps = sorted({top[owner[d]] for d in call.deps if owner.get(d) in top}
+                          - {len(nodes)})
+            nodes.append(Node(len(nodes), call.index, call.site, call.callee, call.start,
+                              call.duration, call.cpu, tuple(deps), call.first_use,
+                              call.raised, call.opaque, call.frame_sensitive))
+        return cls(tuple(nodes), trace.duration, trace.raised, trace.truncated)
+
+    def edges(self) -> list[tuple[int, int]]:
+        return [(d, n.id) for n in self.nodes for d in n.deps]
+
+    def levels(self) -> list[list[int]]:
+        """Independent sets: nodes grouped by the length of their longest dependency chain."""
+        level: list[int] = []
+        for n in self.nodes:
+            level.append(1 + max((level[d] for d in n.deps), default=-1))
+        groups: list[list[int]] = [[] for _ in range(max(level, default=-1) + 1)]
+        for n, lv in zip(self.nodes, level):
+            groups[lv].append(n.id)
+        return groups
+
+    def critical_path(self) -> tuple[float, list[int]]:
+        """The chain of dependent calls with the largest total duration."""
+        best: list[float] = []
+        prev: list[int | None] = []
+        for n in self.nodes:
+            choice = max(n.deps, key=lambda d: best[d], default=None)
+            best.append(n.duration + (best[choice] if choice is not None else 0.0))
+            prev.append(choice)
+        if not best:
+            return 0.0, []
+        last: int | None = max(range(len(best)), key=best.__getitem__)
+        length = best[last]
+        path = []
+        while last is not None:
+            path.append(last)
+            last = prev[last]
+        return length, path[::-1]
+
+    def __repr__(self) -> str:
+        return (f"Graph({len(self.nodes)} calls, {len(self.edges())} edges, "
+                f"{len(self.levels())} levels)")
+
+    def as_text(self, where: dict[int, str] | None = None) -> str:
+        """The calls, edges, independent sets and critical path, one per line."""
+        where = where or {}
+        lines = [f"calls ({len(self.nodes)}, trial {self.duration * 1e3:.1f} ms):"]
+        for n in self.nodes:
+            loc = where.get(n.site, f"site {n.site}")
+            after = f" <- {', '.join(f'#{d}' for d in n.deps)}" if n.deps else ""
+            lines.append(f"  #{n.id} {loc} {n.callee}() {n.duration * 1e3:.1f} ms{after}")
+        edges = self.edges()
+        lines.append("edges: " + (", ".join(f"#{a}->#{b}" for a, b in edges) if edges else "none"))
+        lines.append("independent sets:")
+        for k, group in enumerate(self.levels()):
+            lines.append(f"  level {k}: " + " ".join(f"#{i}" for i in group))
+        length, path = self.critical_path()
+        lines.append(f"critical path: {' -> '.join(f'#{i}' for i in path) or '-'}"
+                     f" ({length * 1e3:.1f} ms)")
+        return "\n".join(lines)

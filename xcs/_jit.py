@@ -1,0 +1,534 @@
+"""The front: ``jit`` ties rewrite, trace, graph, analyze and replay together.
+
+A jitted function is a real Python function whose code holds the plain body
+and its rewritten copies (see ``_rewrite``).  Each call first computes its
+argument signature (the types of the bound parameters) and looks up what was
+decided for it: the first call of a signature is the trial, later calls run
+the plain body or replay the plan.  All of that happens in the function's own
+frame, through the hooks defined here.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import FunctionType, MethodType
+from typing import Any, Callable
+
+from xcs import _compat, _replay
+from xcs._analyze import ExecutorFacts, Plan
+from xcs._errors import XcsTypeError, XcsWarning
+from xcs._graph import Graph
+from xcs._replay import Invocation
+from xcs._rewrite import Program, RewriteError, Variant
+from xcs._trace import Recorder
+
+__all__ = ["Stats", "SignatureStats", "jit"]
+
+DEFAULT_WORKERS = 512  # threads are started on demand; I/O-bound calls need many
+MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped first)
+MAX_TRIALS = 3  # trials per signature while the evidence is too thin to decide
+MAX_REPLAY_BODIES = 8  # distinct replay copies of one function's body
+
+_default: ThreadPoolExecutor | None = None
+_default_lock = threading.Lock()
+
+
+def default_executor() -> ThreadPoolExecutor:
+    """The shared thread pool that jitted functions use unless given an executor."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = ThreadPoolExecutor(DEFAULT_WORKERS, thread_name_prefix="xcs")
+    return _default
+
+
+def _facts(executor: Executor) -> ExecutorFacts:
+    workers = getattr(executor, "_max_workers", None)
+    threads = isinstance(executor, ThreadPoolExecutor)
+    if not isinstance(workers, int) or workers < 1:
+        workers = DEFAULT_WORKERS
+    if isinstance(executor, ProcessPoolExecutor):
+        threads = False
+    return ExecutorFacts(workers, threads, _compat.gil_enabled())
+
+
+class _Local(threading.local):
+    cur: Any = None  # the Recorder or Invocation of the innermost call in this thread
+
+
+@dataclass(frozen=True)
+class SignatureStats:
+    """What xcs decided for one argument signature, and what happened since."""
+
+    signature: str
+    status: str  # "new", "tracing", "plain" or "optimized"
+    reason: str | None
+    calls: int
+    trials: int
+    replays: int
+    deferred_sites: tuple[str, ...]
+    estimated_speedup: float | None
+    measured_speedup: float | None
+
+
+@dataclass(frozen=True)
+class Stats:
+    """``f.stats()``: the signatures a jitted function has seen and their plans."""
+
+    function: str
+    reason: str | None  # why the whole function runs plain, if it does
+    signatures: tuple[SignatureStats, ...]
+
+    @property
+    def cached(self) -> int:
+        return len(self.signatures)
+
+    @property
+    def optimized(self) -> int:
+        return sum(s.status == "optimized" for s in self.signatures)
+
+    def __str__(self) -> str:
+        lines = [f"{self.function}: {self.cached} signatures, {self.optimized} optimized"
+                 + (f" (runs plain: {self.reason})" if self.reason else "")]
+        for s in self.signatures:
+            est = f", estimated {s.estimated_speedup:.2f}x" if s.estimated_speedup else ""
+            got = f", measured {s.measured_speedup:.2f}x" if s.measured_speedup else ""
+            why = f" ({s.reason})" if s.reason else ""
+            lines.append(f"  {s.signature}: {s.status}{why}; {s.calls} calls, "
+                         f"{s.replays} replayed{est}{got}")
+        return "\n".join(lines)
+
+
+class _Entry:
+    """The state of one argument signature."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.status = "new"
+        self.reason: str | None = None
+        self.calls = 0
+        self.trials = 0
+        self.replays = 0
+        self.replay_time = 0.0
+        self.plan: Plan | None = None
+        self.graph: Graph | None = None
+        self.variant: Variant | None = None
+
+
+class _SiteHook:
+    """The hooks of one call site, bound to its function's thread-local state."""
+
+    __slots__ = ("site", "line", "tls", "state")
+
+    def __init__(self, site: int, line: int, tls: _Local, state: _Function) -> None:
+        self.site = site
+        self.line = line
+        self.tls = tls
+        self.state = state
+
+    def before(self, fn: Any, *operands: Any) -> None:
+        rec = self.tls.cur
+        if type(rec) is Recorder:
+            try:
+                rec.before(self.site, fn, operands)
+            except Exception as exc:  # noqa: BLE001  (never disturb the user's call)
+                self.state.broken(rec, exc)
+
+    def after(self, result: Any) -> Any:
+        rec = self.tls.cur
+        if type(rec) is Recorder:
+            try:
+                rec.after(self.site, result)
+            except Exception as exc:  # noqa: BLE001
+                self.state.broken(rec, exc)
+        return result
+
+    def wrap(self, fn: Any) -> Any:
+        return functools.partial(self.defer, fn)
+
+    def defer(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        inv = self.tls.cur
+        if type(inv) is Invocation:
+            return inv.defer(self.site, self.line, fn, args, kwargs)
+        return fn(*args, **kwargs)  # unreachable in practice: replay code runs only in a replay
+
+
+class _Hooks:
+    """The callables that ``Program.combine`` places into the function's code."""
+
+    def __init__(self, state: _Function) -> None:
+        self.tls = state.tls
+        self.state = state
+        program = state.program
+        assert program is not None
+        self.sites = [_SiteHook(s.id, s.line, state.tls, state) for s in program.sites]
+        self.resolve = _replay.resolve
+
+    def before(self, site: int) -> Callable[..., Any]:
+        return self.sites[site].before
+
+    def after(self, site: int) -> Callable[[Any], Any]:
+        return self.sites[site].after
+
+    def wrap(self, site: int) -> Callable[[Any], Any]:
+        return self.sites[site].wrap
+
+    def use(self, value: Any) -> Any:
+        rec = self.tls.cur
+        if type(rec) is Recorder:
+            try:
+                rec.use(value)
+            except Exception as exc:  # noqa: BLE001
+                self.state.broken(rec, exc)
+        return value
+
+    def barrier(self, _: Any) -> None:
+        inv = self.tls.cur
+        if type(inv) is Invocation:
+            inv.barrier()
+
+    def finish(self, value: Any) -> Any:
+        cur = self.tls.cur
+        if type(cur) is Invocation:
+            return cur.finish(value)
+        if type(cur) is Recorder:
+            self.state.end_trial(cur, raised=False)
+        return value
+
+    def abort(self, exc: BaseException) -> BaseException:
+        cur = self.tls.cur
+        if type(cur) is Invocation:
+            return cur.abort(exc, sys._getframe(1))
+        if type(cur) is Recorder:
+            self.state.end_trial(cur, raised=True)
+        return exc
+
+
+class _Layout:
+    """Which copy of the body each variant is, in one version of the function's code."""
+
+    __slots__ = ("state", "index")
+
+    def __init__(self, state: _Function, variants: list[Variant]) -> None:
+        self.state = state
+        self.index = {v: k for k, v in enumerate(variants, start=1)}
+
+    def dispatch(self, params: tuple[Any, ...]) -> int:
+        return self.state.dispatch(self, params)
+
+
+class _Function:
+    """Everything xcs keeps about one jitted function."""
+
+    def __init__(self, fn: FunctionType, executor: Executor | None) -> None:
+        self.fn = fn
+        self.name = fn.__qualname__
+        self.executor = executor
+        self.tls = _Local()
+        self.lock = threading.RLock()
+        self.entries: OrderedDict[Any, _Entry] = OrderedDict()
+        self.variants: list[Variant] = [Variant("trace")]
+        self.reason: str | None = None
+        self.warned: set[str] = set()
+        code = fn.__code__
+        self.n_args = code.co_argcount + code.co_kwonlyargcount
+        self.star = self.n_args if code.co_flags & inspect.CO_VARARGS else None
+        self.starstar = (self.n_args + (self.star is not None)
+                         if code.co_flags & inspect.CO_VARKEYWORDS else None)
+        self.param_names = code.co_varnames[:self.n_args + (self.star is not None)
+                                             + (self.starstar is not None)]
+        self.program: Program | None
+        try:
+            self.program = Program.from_function(fn)
+            self.hooks = _Hooks(self)
+            code = self._build()
+        except RewriteError as exc:
+            self.program = None
+            self.reason = f"cannot rewrite its bytecode: {exc}"
+            self._warn(self.reason, stacklevel=5)
+        self.jitted = FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__,
+                                   fn.__closure__)
+        if fn.__kwdefaults__ is not None:
+            self.jitted.__kwdefaults__ = dict(fn.__kwdefaults__)
+        functools.update_wrapper(self.jitted, fn)
+        self.jitted.stats = self.stats  # type: ignore[attr-defined]
+        self.jitted.explain = self.explain  # type: ignore[attr-defined]
+
+    # -- code ------------------------------------------------------------------
+    def _build(self) -> Any:
+        assert self.program is not None
+        layout = _Layout(self, self.variants)
+        return self.program.combine(self.variants, layout.dispatch, self.hooks)
+
+    def _install(self, variant: Variant) -> bool:
+        """Make sure the function's code has a replay body for ``variant``."""
+        with self.lock:
+            if variant in self.variants:
+                return True
+            if len(self.variants) > MAX_REPLAY_BODIES:
+                return False
+            self.variants.append(variant)
+            try:
+                self.jitted.__code__ = self._build()
+            except RewriteError:
+                self.variants.remove(variant)
+                raise
+            return True
+
+    # -- per call ----------------------------------------------------------------
+    def _key(self, params: tuple[Any, ...]) -> Any:
+        key: tuple[Any, ...] = tuple(map(type, params))
+        if self.star is not None:
+            key += ("*", *map(type, params[self.star]))
+        if self.starstar is not None:
+            key += ("**", *sorted((k, type(v)) for k, v in params[self.starstar].items()))
+        hash(key)
+        return key
+
+    def _text(self, params: tuple[Any, ...]) -> str:
+        parts = []
+        for k, (name, value) in enumerate(zip(self.param_names, params)):
+            if k == self.star:
+                parts.append("*" + name + ": (" + ", ".join(type(v).__name__ for v in value) + ")")
+            elif k == self.starstar:
+                parts.append("**" + name + ": {" + ", ".join(
+                    f"{n}: {type(v).__name__}" for n, v in sorted(value.items())) + "}")
+            else:
+                parts.append(f"{name}: {type(value).__name__}")
+        return "(" + ", ".join(parts) + ")"
+
+    def dispatch(self, layout: _Layout, params: tuple[Any, ...]) -> int:
+        """Choose the body for this call: 0 plain, else the trace or a replay copy."""
+        try:
+            key = self._key(params)
+        except Exception:  # noqa: BLE001  (a type with a raising __hash__ or __eq__)
+            return 0
+        try:
+            entry = self.entries.get(key)
+            if entry is None:
+                entry = self._new_entry(key, params)
+            entry.calls += 1
+            status = entry.status
+            if status == "optimized":
+                k = layout.index.get(entry.variant) if entry.variant else None
+                if k is None:
+                    return 0
+                executor = self.executor or default_executor()
+                start = time.perf_counter()
+                prev = self.tls.cur
+                inv = Invocation(executor, lambda inv, raised: self._replayed(
+                    entry, inv, prev, start, raised))
+                self.tls.cur = inv
+                return k
+            if status == "new":
+                with self.lock:
+                    if entry.status != "new":
+                        return 0
+                    entry.status = "tracing"
+                rec = Recorder(self.name + ".<locals>.")
+                rec.context = (entry, self.tls.cur)  # type: ignore[attr-defined]
+                self.tls.cur = rec
+                return layout.index[self.variants[0]]
+            return 0
+        except Exception as exc:  # noqa: BLE001
+            self._internal(exc)
+            return 0
+
+    def _new_entry(self, key: Any, params: tuple[Any, ...]) -> _Entry:
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                entry = _Entry(self._text(params))
+                self.entries[key] = entry
+                while len(self.entries) > MAX_SIGNATURES:
+                    self.entries.popitem(last=False)
+            return entry
+
+    def end_trial(self, rec: Recorder, raised: bool) -> None:
+        entry, prev = rec.context  # type: ignore[attr-defined]
+        self.tls.cur = prev
+        try:
+            trace = rec.finish(raised)
+            if getattr(rec, "failure", None):
+                raise RuntimeError(rec.failure)  # type: ignore[attr-defined]
+            graph = Graph.from_trace(trace)
+            assert self.program is not None
+            plan = Plan.from_graph(graph, self.program.sites,
+                                   _facts(self.executor or default_executor()))
+            if plan.optimized and self.program.frame_reads:
+                plan = Plan.plain("the body reads its own frame (locals, vars, eval, exec or dir)",
+                                  time=graph.duration)
+            entry.trials += 1
+            entry.graph = graph
+            entry.plan = plan
+            if plan.optimized:
+                variant = Variant("replay", plan.deferred)
+                if self._install(variant):
+                    entry.variant = variant
+                    entry.status = "optimized"
+                    entry.reason = None
+                    return
+                plan = Plan.plain("too many distinct plans for one function",
+                                  time=graph.duration)
+                entry.plan = plan
+            entry.reason = plan.reason
+            if plan.tentative and entry.trials < MAX_TRIALS:
+                entry.status = "new"
+            else:
+                entry.status = "plain"
+        except Exception as exc:  # noqa: BLE001
+            entry.status = "plain"
+            entry.reason = f"internal error while planning: {type(exc).__name__}: {exc}"
+            self._warn(entry.reason)
+
+    def broken(self, rec: Recorder, exc: BaseException) -> None:
+        """A trace hook failed: the trial goes on plain, and its trace is discarded."""
+        rec.failure = f"tracing failed: {type(exc).__name__}: {exc}"  # type: ignore[attr-defined]
+
+    def _replayed(self, entry: _Entry, inv: Invocation, prev: Any, start: float,
+                  raised: bool) -> None:
+        self.tls.cur = prev
+        entry.replays += 1
+        entry.replay_time += time.perf_counter() - start
+        if inv.refused is not None:
+            entry.status = "plain"
+            entry.reason = f"the executor refused work: {type(inv.refused).__name__}: {inv.refused}"
+            self._warn(entry.reason)
+
+    def _internal(self, exc: BaseException) -> None:
+        self._warn(f"internal error: {type(exc).__name__}: {exc}")
+
+    def _warn(self, reason: str, stacklevel: int = 4) -> None:
+        with self.lock:
+            if reason in self.warned:
+                return
+            self.warned.add(reason)
+        warnings.warn(XcsWarning(f"xcs runs {self.name!r} plain: {reason}"), stacklevel=stacklevel)
+
+    # -- introspection -------------------------------------------------------------
+    def _where(self) -> dict[int, str]:
+        if self.program is None:
+            return {}
+        return {s.id: s.where() for s in self.program.sites}
+
+    def stats(self) -> Stats:
+        """The argument signatures seen so far and what was decided for each."""
+        where = self._where()
+        sigs = []
+        with self.lock:
+            entries = list(self.entries.values())
+        for e in entries:
+            plan = e.plan
+            measured = None
+            if e.replays and plan is not None and plan.optimized:
+                measured = plan.plain_time / (e.replay_time / e.replays)
+            sigs.append(SignatureStats(
+                e.text, e.status, e.reason if e.status != "optimized" else None, e.calls,
+                e.trials, e.replays,
+                tuple(where[s] for s in sorted(plan.deferred)) if plan and e.status == "optimized"
+                else (),
+                plan.speedup if plan is not None else None, measured))
+        return Stats(self.name, self.reason, tuple(sigs))
+
+    def explain(self) -> str:
+        """Per signature: the recorded calls, edges, independent sets, critical path and plan."""
+        where = self._where()
+        stats = self.stats()
+        lines = [str(stats).splitlines()[0]]
+        if self.program is not None and self.program.notes:
+            lines += [f"  note: {n}" for n in self.program.notes]
+        with self.lock:
+            entries = list(self.entries.values())
+        for e in entries:
+            lines.append("")
+            lines.append(f"signature {e.text}: {e.status}"
+                         + (f" ({e.reason})" if e.reason and e.status != "optimized" else ""))
+            if e.graph is not None:
+                lines += ["  " + ln for ln in e.graph.as_text(where).splitlines()]
+            if e.plan is not None:
+                lines += ["  " + ln for ln in e.plan.as_text(where).splitlines()]
+            if e.replays and e.plan is not None and e.plan.optimized:
+                mean = e.replay_time / e.replays
+                lines.append(f"  measured: {e.replays} replays, mean {mean * 1e3:.1f} ms "
+                             f"({e.plan.plain_time / mean:.2f}x)")
+        return "\n".join(lines)
+
+
+def jit(fn: Any = None, /, *, executor: Executor | None = None) -> Any:
+    """Run the independent calls in ``fn`` concurrently, without changing what it does.
+
+    Usable as ``@jit``, ``@jit()`` or ``@jit(executor=pool)``.
+
+    Args:
+        fn: the function to speed up.
+        executor: where deferred calls run (any ``concurrent.futures.Executor``);
+            by default a shared thread pool sized for I/O-bound calls.  Cap its
+            workers to respect an API's rate limit; use a process pool for
+            CPU-bound callees.
+
+    Returns:
+        A function with the same signature and metadata that returns, raises
+        and calls exactly what ``fn`` would; ``f.stats()`` and ``f.explain()``
+        show what xcs decided.
+
+    Raises:
+        TypeError: ``fn`` is not callable, is a generator or coroutine
+            function, or ``executor`` is not an Executor.
+    """
+    if executor is not None and not isinstance(executor, Executor):
+        raise XcsTypeError("jit() executor must be a concurrent.futures.Executor, "
+                           f"not {type(executor).__name__}: {executor!r}")
+    if fn is None:
+        return functools.partial(jit, executor=executor)
+    return _jit(fn, executor)
+
+
+def _jit(fn: Any, executor: Executor | None) -> Any:
+    if isinstance(fn, staticmethod):
+        return staticmethod(_jit(fn.__func__, executor))
+    if isinstance(fn, classmethod):
+        return classmethod(_jit(fn.__func__, executor))
+    if isinstance(fn, MethodType):
+        return MethodType(_jit(fn.__func__, executor), fn.__self__)
+    if isinstance(fn, functools.partial):
+        return functools.partial(_jit(fn.func, executor), *fn.args, **fn.keywords)
+    if isinstance(fn, FunctionType):
+        name = fn.__qualname__
+        for check, what in ((inspect.isasyncgenfunction, "async generator functions"),
+                            (inspect.iscoroutinefunction, "coroutine functions"),
+                            (inspect.isgeneratorfunction, "generator functions")):
+            if check(fn):
+                raise XcsTypeError(f"cannot jit {name!r}: {what} are not supported")
+        return _Function(fn, executor).jitted
+    if not callable(fn):
+        raise XcsTypeError(f"cannot jit {fn!r}: expected a function, not {type(fn).__name__}")
+    call = getattr(type(fn), "__call__", None)
+    if isinstance(call, FunctionType):  # a callable object: jit its __call__, bound to it
+        return MethodType(_jit(call, executor), fn)
+    return _plain(fn, "not a Python function: there is no bytecode to rewrite")
+
+
+def _plain(fn: Any, reason: str) -> Any:
+    """A thin wrapper for callables xcs cannot rewrite (builtins, C extensions)."""
+
+    def plain(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    try:
+        functools.update_wrapper(plain, fn)
+    except (AttributeError, TypeError):
+        plain.__wrapped__ = fn  # type: ignore[attr-defined]
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    plain.stats = lambda: Stats(name, reason, ())  # type: ignore[attr-defined]
+    plain.explain = lambda: f"{name}: runs plain: {reason}"  # type: ignore[attr-defined]
+    warnings.warn(XcsWarning(f"xcs runs {name!r} plain: {reason}"), stacklevel=4)
+    return plain

@@ -1,0 +1,346 @@
+"""Replay stage: the real body runs while the chosen calls run on an executor.
+
+A deferred call site hands its callee and arguments to ``Invocation.defer``,
+which returns a ``Pending`` placeholder at once.  The rewritten body resolves
+a placeholder where it observes it; ``force`` waits for the task, and runs it
+in the waiting thread when no worker has taken it yet (so nested jitted
+functions on a one-worker pool cannot deadlock).  A deferred call whose
+arguments hold placeholders is submitted when those resolve.
+
+When the body returns, every task is finished first; when it raises (or a
+task failed), the exception of the first failing call in program order is
+re-raised unchanged, tasks not started are cancelled and running ones are
+waited for: no deferred call outlives its invocation.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import weakref
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from types import FrameType, TracebackType
+from typing import Any
+
+__all__ = ["Invocation", "Pending", "resolve"]
+
+# Task states.
+WAITING, QUEUED, RUNNING, DONE, FAILED, CANCELLED = range(6)
+_FINISHED = (DONE, FAILED, CANCELLED)
+
+_live: weakref.WeakSet[Invocation] = weakref.WeakSet()  # invocations not yet finished
+
+
+def live_invocations() -> int:
+    """How many replays are in progress (tests check that none leak)."""
+    return len(_live)
+
+
+class Pending:
+    """The result of a deferred call that the body has not observed yet."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def __repr__(self) -> str:
+        return f"<xcs pending result of {self.task.name}()>"
+
+
+class _Skipped(Exception):
+    """A call that never ran because an earlier call it depends on failed."""
+
+
+class Task:
+    """One deferred call."""
+
+    __slots__ = ("inv", "seq", "site", "line", "fn", "args", "kwargs", "ctx", "state",
+                 "value", "error", "tb", "deps", "deps_left", "dependents", "future", "name")
+
+    def __init__(self, inv: Invocation, seq: int, site: int, line: int, fn: Any,
+                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.inv = inv
+        self.seq = seq
+        self.site = site
+        self.line = line
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.ctx: contextvars.Context | None = None
+        self.state = WAITING
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.tb: TracebackType | None = None
+        self.deps: list[Task] = []
+        self.deps_left = 0
+        self.dependents: list[Task] = []
+        self.future: Future[Any] | None = None
+        self.name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+    def run(self) -> None:
+        """Executor entry point: run the call unless someone else has taken it."""
+        if self.inv.claim(self):
+            self.execute()
+
+    def execute(self) -> None:
+        args, kwargs, fn, ctx = self.args, self.kwargs, self.fn, self.ctx
+        try:
+            value = ctx.run(fn, *args, **kwargs) if ctx is not None else fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the body, unchanged)
+            self.inv.complete(self, None, exc)
+        else:
+            self.inv.complete(self, value, None)
+
+    def from_future(self, future: Future[Any]) -> None:
+        """Done-callback of a future from an executor we cannot take tasks back from."""
+        if future.cancelled():
+            self.inv.complete(self, None, None, cancelled=True)
+            return
+        exc = future.exception()
+        self.inv.complete(self, None if exc else future.result(), exc)
+
+
+class Invocation:
+    """The deferred calls of one replayed call of a jitted function."""
+
+    def __init__(self, executor: Executor, on_exit: Any = None) -> None:
+        self.executor = executor
+        self.claimable = isinstance(executor, ThreadPoolExecutor)
+        self.tasks: list[Task] = []
+        self.cond = threading.Condition()
+        self.on_exit = on_exit  # called with (invocation, raised) when the body is done
+        self.refused: BaseException | None = None  # the executor would not take work
+        _live.add(self)
+
+    # -- the body's side -----------------------------------------------------
+    def defer(self, site: int, line: int, fn: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+        task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
+        deps = _pending_in(args, kwargs)
+        if self.claimable:
+            task.ctx = contextvars.copy_context()
+        self.tasks.append(task)
+        with self.cond:
+            for dep in deps:
+                if dep.state in (FAILED, CANCELLED):
+                    task.state = FAILED
+                    task.error = _Skipped()
+                    return Pending(task)
+                if dep.state != DONE:
+                    dep.dependents.append(task)
+                    task.deps.append(dep)
+                    task.deps_left += 1
+        if task.deps_left == 0:
+            self._submit(task)
+        return Pending(task)
+
+    def force(self, task: Task) -> Any:
+        self.wait(task)
+        if task.state == DONE:
+            return task.value
+        raise task.error if task.error is not None else _Skipped()
+
+    def barrier(self) -> None:
+        """Wait for every deferred call; raise the first failure in program order."""
+        for task in self.tasks:
+            self.wait(task)
+            if task.state != DONE:
+                raise task.error if task.error is not None else _Skipped()
+
+    def wait(self, task: Task) -> None:
+        """Wait until ``task`` is finished, running it here if no worker has taken it."""
+        while True:
+            with self.cond:
+                state = task.state
+                if state in _FINISHED:
+                    return
+                if state == QUEUED and self.claimable:
+                    task.state = RUNNING
+                    run_here = True
+                elif state == WAITING:
+                    dep = next((d for d in task.deps if d.state not in _FINISHED), None)
+                    run_here = False
+                    if dep is None:
+                        self.cond.wait()
+                        continue
+                else:
+                    self.cond.wait()
+                    continue
+            if run_here:
+                task.execute()
+                return
+            self.wait(dep)
+
+    def finish(self, value: Any) -> Any:
+        """The body returned ``value``: finish every deferred call first."""
+        self.barrier()
+        self._exit(raised=False)
+        return value
+
+    def abort(self, exc: BaseException, frame: FrameType | None) -> BaseException:
+        """The body raised ``exc``: return the exception the plain function would raise."""
+        try:
+            if isinstance(exc, KeyboardInterrupt):
+                self._cancel_unstarted()
+                return exc  # propagate at once; calls already running cannot be stopped
+            chosen = self._first_failure(exc, frame)
+            self._cancel_unstarted()
+            self._wait_running()
+            return chosen
+        finally:
+            self._exit(raised=True)
+
+    # -- workers' side ---------------------------------------------------------
+    def claim(self, task: Task) -> bool:
+        with self.cond:
+            if task.state != QUEUED:
+                return False
+            task.state = RUNNING
+            return True
+
+    def complete(self, task: Task, value: Any, error: BaseException | None,
+                 cancelled: bool = False) -> None:
+        ready: list[Task] = []
+        with self.cond:
+            if cancelled:
+                task.state = CANCELLED
+            elif error is None:
+                task.state = DONE
+                task.value = value
+            else:
+                task.state = FAILED
+                task.error = error
+                task.tb = error.__traceback__
+            task.fn = task.args = task.kwargs = task.ctx = None  # free the inputs
+            task.deps = []
+            stack = [task]
+            while stack:  # settle dependents: ready to go, or skipped after a failure
+                t = stack.pop()
+                for dep in t.dependents:
+                    if dep.state != WAITING:
+                        continue
+                    if t.state == DONE:
+                        dep.deps_left -= 1
+                        if dep.deps_left == 0:
+                            ready.append(dep)
+                    else:
+                        dep.state = FAILED
+                        dep.error = _Skipped()
+                        stack.append(dep)
+                t.dependents = []
+            self.cond.notify_all()
+        for t in ready:
+            self._submit(t)
+
+    # -- internals -------------------------------------------------------------
+    def _submit(self, task: Task) -> None:
+        task.args = tuple(_resolved(a) for a in task.args)
+        for key, value in task.kwargs.items():
+            task.kwargs[key] = _resolved(value)
+        with self.cond:
+            if task.state != WAITING:
+                return
+            task.state = QUEUED
+        try:
+            if self.claimable:
+                self.executor.submit(task.run)
+            else:
+                future = self.executor.submit(task.fn, *task.args, **task.kwargs)
+                task.future = future
+                future.add_done_callback(task.from_future)
+        except BaseException as exc:  # noqa: BLE001  (shut down, refused, broken pool)
+            self.refused = exc
+            with self.cond:
+                if task.state != QUEUED:
+                    return
+                task.state = RUNNING
+            task.execute()  # in program order, as the plain function would
+
+    def _cancel_unstarted(self) -> None:
+        with self.cond:
+            for task in self.tasks:
+                if task.state in (WAITING, QUEUED):
+                    if task.future is not None and not task.future.cancel():
+                        continue  # already running in a foreign executor
+                    task.state = CANCELLED
+                    task.fn = task.args = task.kwargs = task.ctx = None
+            self.cond.notify_all()
+
+    def _wait_running(self) -> None:
+        with self.cond:
+            while any(t.state in (RUNNING, QUEUED) for t in self.tasks):
+                self.cond.wait()
+
+    def _first_failure(self, exc: BaseException, frame: FrameType | None) -> BaseException:
+        for task in self.tasks:
+            self.wait(task)
+            if task.state == FAILED and not isinstance(task.error, _Skipped):
+                error = task.error
+                assert error is not None
+                return _with_site_traceback(error, task, frame)
+        return exc
+
+    def _exit(self, raised: bool) -> None:
+        _live.discard(self)
+        if self.on_exit is not None:
+            on_exit, self.on_exit = self.on_exit, None
+            on_exit(self, raised)
+
+
+def resolve(value: Any) -> Any:
+    """The value the body observes: a placeholder's result, containers resolved in place."""
+    kind = type(value)
+    if kind is Pending:
+        task = value.task
+        return task.inv.force(task)
+    if kind is list:
+        for i, item in enumerate(value):
+            if type(item) is Pending:
+                value[i] = item.task.inv.force(item.task)
+    elif kind is dict:
+        for key, item in value.items():
+            if type(item) is Pending:
+                value[key] = item.task.inv.force(item.task)
+    elif kind is tuple:
+        if any(type(item) is Pending for item in value):
+            return tuple(resolve(item) if type(item) is Pending else item for item in value)
+    return value
+
+
+def _resolved(value: Any) -> Any:
+    """Like ``resolve`` for a task whose inputs are known to be finished."""
+    return resolve(value) if type(value) in (Pending, list, dict, tuple) else value
+
+
+def _pending_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Task]:
+    found: list[Task] = []
+    for value in (*args, *kwargs.values()):
+        kind = type(value)
+        if kind is Pending:
+            found.append(value.task)
+        elif kind in (list, tuple):
+            found.extend(item.task for item in value if type(item) is Pending)
+        elif kind is dict:
+            found.extend(item.task for item in value.values() if type(item) is Pending)
+    return found
+
+
+_OWN_CODE = frozenset({Task.execute.__code__, Task.run.__code__, Invocation.wait.__code__,
+                       Invocation.force.__code__})
+
+
+def _with_site_traceback(error: BaseException, task: Task,
+                         frame: FrameType | None) -> BaseException:
+    """Give ``error`` the traceback a plain call at the task's site would have had:
+    the body's frame at the call's line, then the callee's own frames."""
+    tb = task.tb
+    while tb is not None and tb.tb_frame.f_code in _OWN_CODE:
+        tb = tb.tb_next
+    if frame is not None:
+        try:
+            tb = TracebackType(tb, frame, -1, task.line)
+        except (TypeError, ValueError):
+            pass
+    return error.with_traceback(tb)
+

@@ -1,0 +1,448 @@
+"""Rewrite stage: one code object that holds the plain body and its instrumented copies.
+
+A jitted function keeps a single frame.  Its code starts with a prologue
+that passes the bound arguments to a dispatch hook, which answers which copy
+of the body to run: the untouched plain body, a *trace* body that records
+each call, or a *replay* body in which the chosen call sites are deferred to
+an executor and their placeholders resolved where the body observes them.
+Because every copy runs in the function's own frame, ``super()``,
+``sys._getframe``, warnings' stacklevel and recursion depth are those of the
+plain function, and sites that are not deferred run their original
+instructions (no hook, no extra frame).
+
+Hooks are passed in by the later stages (``Hooks``); this module only places
+them.  Everything version-specific comes from ``xcs._compat.ops``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import CodeType, FunctionType
+from typing import Any, Protocol
+
+from bytecode import Bytecode, CellVar, Instr, Label, TryBegin, TryEnd
+
+from xcs._compat import UNSUPPORTED, ops
+from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, RewriteError, Val, simulate
+
+__all__ = ["Hooks", "Program", "RewriteError", "Site"]
+
+# Builtins that read the calling frame: a body that calls them could see a
+# placeholder in its locals, so it is never replayed.
+FRAME_READERS = frozenset({"locals", "vars", "eval", "exec", "dir"})
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One call site of the jitted function (or of code nested in it)."""
+
+    id: int
+    code: str  # qualified name of the code object holding the site
+    filename: str
+    line: int
+    nested: bool  # in a lambda, inner function or generator expression
+    protected: bool  # inside the function's own try/except/with
+    append: bool  # ``L.append(x)`` on a list L that the body built
+
+    @property
+    def deferrable(self) -> bool:
+        """Whether replay may defer this site (before looking at what it called)."""
+        return not (self.nested or self.protected or self.append)
+
+    def where(self) -> str:
+        return f"{self.filename.rsplit('/', 1)[-1]}:{self.line}"
+
+
+class Hooks(Protocol):
+    """Callables that the trace and replay stages place into rewritten code."""
+
+    use: Callable[[Any], Any]
+    resolve: Callable[[Any], Any]
+    barrier: Callable[[Any], Any]
+    finish: Callable[[Any], Any]
+    abort: Callable[[BaseException], BaseException]
+
+    def before(self, site: int) -> Callable[..., Any]: ...
+    def after(self, site: int) -> Callable[[Any], Any]: ...
+    def wrap(self, site: int) -> Callable[[Any], Any]: ...
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Which copy of the body to build: ``trace``, or ``replay`` with deferred sites."""
+
+    mode: str
+    deferred: frozenset[int] = frozenset()
+
+
+@dataclass(eq=False)
+class _Unit:
+    """One code object of the function: the main code or a nested one."""
+
+    code: CodeType
+    kind: str  # "main", "comprehension" (3.11, runs in place) or "nested"
+    bytecode: Bytecode
+    cfg: Cfg
+    flow: Flow  # simulation with nothing deferred: the call sites
+    site_ids: dict[int, int] = field(default_factory=dict)  # CALL index -> site id
+    children: dict[int, _Unit] = field(default_factory=dict)  # LOAD_CONST index -> unit
+
+
+def _load(code: CodeType) -> Bytecode:
+    return Bytecode.from_code(code, conserve_exception_block_stackdepth=True)
+
+
+class Program:
+    """A function's code, analysed once, from which body copies are built."""
+
+    def __init__(self, fn: FunctionType) -> None:
+        if ops is None:
+            raise RewriteError(UNSUPPORTED or "unsupported interpreter")
+        self.fn = fn
+        self.sites: list[Site] = []
+        self.notes: list[str] = []  # nested code left as it is, and why
+        self.main = self._analyse(fn.__code__, "main", protected=False)
+        self.frame_reads = any(
+            instr.name in ("LOAD_GLOBAL", "LOAD_NAME")
+            and (instr.arg[1] if isinstance(instr.arg, tuple) else instr.arg) in FRAME_READERS
+            for instr in self.main.cfg.instrs)
+        self._prefix_len = self._find_prefix()
+
+    @classmethod
+    def from_function(cls, fn: FunctionType) -> Program:
+        """Analyse ``fn``; raises RewriteError when its code cannot be rewritten."""
+        try:
+            return cls(fn)
+        except RewriteError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (bytecode raises many types on odd code)
+            raise RewriteError(f"{type(exc).__name__}: {exc}") from exc
+
+    # -- analysis ----------------------------------------------------------
+    def _analyse(self, code: CodeType, kind: str, protected: bool) -> _Unit:
+        bc = _load(code)
+        cfg = Cfg(bc, ops)
+        flow = simulate(cfg, ops, returns_to_caller=kind == "comprehension")
+        unit = _Unit(code, kind, bc, cfg, flow)
+        for index in sorted(flow.calls):
+            call = flow.calls[index]
+            instr = cfg.instrs[index]
+            line = instr.lineno if isinstance(instr.lineno, int) else code.co_firstlineno
+            site = Site(len(self.sites), code.co_qualname, code.co_filename, line,
+                        nested=kind == "nested",
+                        protected=protected or cfg.protected[index],
+                        append=bool(call.append_to))
+            unit.site_ids[index] = site.id
+            self.sites.append(site)
+        for index, instr in enumerate(cfg.instrs):
+            if instr.name == "LOAD_CONST" and isinstance(instr.arg, CodeType):
+                child = instr.arg
+                child_kind = ("comprehension" if kind != "nested" and child.co_name in ops.COMPREHENSIONS
+                              else "nested")
+                try:
+                    unit.children[index] = self._analyse(
+                        child, child_kind, protected or cfg.protected[index])
+                except RewriteError as exc:
+                    self.notes.append(f"{child.co_qualname} is not traced: {exc}")
+        return unit
+
+    def _find_prefix(self) -> int:
+        for pos, item in enumerate(self.main.bytecode):
+            if isinstance(item, Instr) and item.name == "RESUME":
+                return pos + 1
+        raise RewriteError("no RESUME instruction")
+
+    # -- building ----------------------------------------------------------
+    def combine(self, variants: list[Variant], dispatch: Callable[[tuple[Any, ...]], int],
+                hooks: Hooks) -> CodeType:
+        """The function's code with the plain body and one body per variant.
+
+        ``dispatch(params)`` receives the bound parameters as a tuple and
+        returns 0 for the plain body or ``k`` for ``variants[k - 1]``.
+        """
+        try:
+            return self._combine(variants, dispatch, hooks)
+        except RewriteError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise RewriteError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _combine(self, variants: list[Variant], dispatch: Callable[..., int],
+                 hooks: Hooks) -> CodeType:
+        main = self.main
+        items = list(main.bytecode)
+        prefix, body = items[:self._prefix_len], items[self._prefix_len:]
+        loc = prefix[-1].location
+        out: list[Any] = list(prefix)
+        out += self._load_params(loc)
+        out += ops.apply(dispatch, loc)
+        starts = [Label() for _ in variants]
+        for k, start in enumerate(starts, start=1):
+            out += [Instr("COPY", 1, location=loc), Instr("LOAD_CONST", k, location=loc),
+                    Instr("IS_OP", 0, location=loc), ops.jump_forward_if_true(start, loc)]
+        out.append(Instr("POP_TOP", location=loc))
+        out += _clone(body)
+        for start, variant in zip(starts, variants):
+            out.append(start)
+            copy = [Instr("POP_TOP", location=loc)]
+            copy += self._emit(main, body, variant, hooks, offset=self._prefix_len)
+            out += _catch_all(copy, hooks.abort, loc)
+        return _assemble(main.bytecode, out)
+
+    def _load_params(self, loc: Any) -> list[Instr]:
+        code = self.fn.__code__
+        n = code.co_argcount + code.co_kwonlyargcount
+        n += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
+        loads = []
+        for name in code.co_varnames[:n]:
+            if name in code.co_cellvars:
+                loads.append(Instr("LOAD_DEREF", CellVar(name), location=loc))
+            else:
+                loads.append(Instr("LOAD_FAST", name, location=loc))
+        return loads + [Instr("BUILD_TUPLE", n, location=loc)]
+
+    def nested_code(self, unit: _Unit, variant: Variant, hooks: Hooks) -> CodeType:
+        """A rewritten nested code object (comprehension or nested function)."""
+        return _assemble(unit.bytecode, self._emit(unit, list(unit.bytecode), variant, hooks, 0))
+
+    def _emit(self, unit: _Unit, items: list[Any], variant: Variant, hooks: Hooks,
+              offset: int) -> list[Any]:
+        """A copy of ``items`` (a run of ``unit``'s bytecode) rewritten for ``variant``."""
+        trace = variant.mode == "trace"
+        in_place = unit.kind in ("main", "comprehension")
+        deferred_calls = frozenset(
+            index for index, sid in unit.site_ids.items()
+            if (sid in variant.deferred if not trace else self.sites[sid].deferrable)
+            and in_place)
+        flow = unit.flow
+        if in_place:  # placeholders may come from this code's sites or from comprehensions
+            flow = simulate(unit.cfg, ops, deferred_calls,
+                            returns_to_caller=unit.kind == "comprehension",
+                            comprehension=self._comprehension_result(unit, variant, hooks))
+        children = {index: self._child_code(child, variant, hooks)
+                    for index, child in unit.children.items()}
+        children = {k: v for k, v in children.items() if v is not None}
+        normalize = set()
+        for index, call in flow.calls.items():
+            if trace or index in deferred_calls:
+                normalize |= call.openers
+        normalize -= flow.kwnull_openers
+
+        # Positions: the real instruction index of each Instr in ``items``.
+        first_instr = sum(isinstance(x, Instr) for x in unit.bytecode[:offset])
+        before: dict[int, list[Any]] = {}
+        after: dict[int, list[Any]] = {}
+        cfg = unit.cfg
+
+        def at(index: int) -> list[Any]:
+            # Insertions for a CALL go before its glued prefix (KW_NAMES, PRECALL).
+            anchor = index
+            while anchor > 0 and cfg.instrs[anchor - 1].name in ops.CALL_PREFIX:
+                anchor -= 1
+            if cfg.instrs[anchor].name in ("END_FOR", "POP_ITER") or (
+                    anchor > 0 and cfg.instrs[anchor - 1].name == "END_FOR"):
+                raise RewriteError("cannot insert code at the end of a for loop")
+            return before.setdefault(anchor, [])
+
+        hook_resolve = hooks.use if trace else hooks.resolve
+        for index, depths in flow.resolves.items():
+            loc = cfg.instrs[index].location
+            for depth in depths:
+                at(index).extend(_resolve_at(depth, hook_resolve, loc))
+        for index, call in flow.calls.items():
+            site = unit.site_ids[index]
+            loc = cfg.instrs[index].location
+            if trace:
+                at(index).extend(_probe(call, hooks.before(site), loc))
+                after.setdefault(index, []).extend(ops.apply(hooks.after(site), loc))
+            elif index in deferred_calls:
+                depth = len(call.roles) - call.roles.index("callable")
+                at(index).extend([Instr("SWAP", depth, location=loc),
+                                  *ops.apply(hooks.wrap(site), loc),
+                                  Instr("SWAP", depth, location=loc)])
+        if unit.kind == "main" and not trace:
+            for index, instr in enumerate(cfg.instrs):
+                if ops.is_with_enter(instr) and not cfg.protected[index]:
+                    at(index).extend(_barrier(hooks.barrier, instr.location))
+
+        out: list[Any] = []
+        labels: dict[Label, Label] = {}
+        blocks: dict[int, TryBegin] = {}
+
+        def label(old: Label) -> Label:
+            return labels.setdefault(old, Label())
+
+        index = first_instr
+        for item in items:
+            if isinstance(item, Label):
+                out.append(label(item))
+            elif isinstance(item, TryBegin):
+                if unit.kind == "main" and not trace and cfg.entered_from_outside(item):
+                    out.extend(_barrier(hooks.barrier, _location(out)))
+                new = TryBegin(label(item.target), item.push_lasti, item.stack_depth)
+                blocks[id(item)] = new
+                out.append(new)
+            elif isinstance(item, TryEnd):
+                out.append(TryEnd(blocks[id(item.entry)]))
+            elif isinstance(item, Instr):
+                out.extend(before.get(index, ()))
+                out.extend(self._replace(unit, index, item, normalize, children, trace, hooks,
+                                         label))
+                out.extend(after.get(index, ()))
+                index += 1
+            else:
+                out.append(item)
+        return out
+
+    def _replace(self, unit: _Unit, index: int, instr: Instr, normalize: set[int],
+                 children: dict[int, CodeType], trace: bool, hooks: Hooks,
+                 label: Callable[[Label], Label]) -> list[Instr]:
+        loc = instr.location
+        opener = ops.opener(instr)
+        if index in normalize and opener is not None and opener[0]:  # a method-form load
+            return ops.normalize(instr)
+        if index in children:
+            return [Instr("LOAD_CONST", children[index], location=loc)]
+        if unit.kind == "main":
+            is_const, value = ops.return_const(instr)
+            if is_const:
+                return [Instr("LOAD_CONST", value, location=loc), *ops.apply(hooks.finish, loc),
+                        Instr("RETURN_VALUE", location=loc)]
+            if ops.returns_value(instr):
+                return [*ops.apply(hooks.finish, loc), Instr("RETURN_VALUE", location=loc)]
+        new = ops.unborrow(instr)
+        if isinstance(new.arg, Label):
+            new = Instr(new.name, label(new.arg), location=loc)
+        elif new is instr:
+            new = instr.copy()
+        return [new]
+
+    def _child_code(self, child: _Unit, variant: Variant, hooks: Hooks) -> CodeType | None:
+        if child.kind == "nested" and variant.mode != "trace":
+            return None  # nested functions run as written in replay
+        return self.nested_code(child, variant, hooks)
+
+    def _comprehension_result(self, unit: _Unit, variant: Variant,
+                              hooks: Hooks) -> Callable[[CodeType], Val]:
+        """What calling a 3.11 comprehension returns: it may hold placeholders."""
+        comps = {child.code: child for child in unit.children.values()
+                 if child.kind == "comprehension"}
+        trace = variant.mode == "trace"
+
+        def result(code: CodeType) -> Val:
+            child = comps.get(code)
+            if child is None:
+                return Val()
+            if not any((self.sites[s].deferrable if trace else s in variant.deferred)
+                       for s in child.site_ids.values()):
+                return Val()
+            kind = NOTDICT | OTHER if code.co_name == "<listcomp>" else NOTLIST | OTHER
+            return Val(kind | LCT)
+
+        return result
+
+
+def _location(items: list[Any]) -> Any:
+    for item in reversed(items):
+        if isinstance(item, Instr):
+            return item.location
+    return None
+
+
+def _resolve_at(depth: int, hook: Callable[[Any], Any], loc: Any) -> list[Instr]:
+    """Replace the stack item at ``depth`` (1 = top) with ``hook(item)``."""
+    if depth == 1:
+        return ops.apply(hook, loc)
+    return [Instr("COPY", depth, location=loc), *ops.apply(hook, loc),
+            Instr("SWAP", depth + 1, location=loc), Instr("POP_TOP", location=loc)]
+
+
+def _barrier(hook: Callable[[Any], Any], loc: Any) -> list[Instr]:
+    """Call ``hook(None)``: wait for every deferred call before a protected region."""
+    return [Instr("LOAD_CONST", None, location=loc), *ops.apply(hook, loc),
+            Instr("POP_TOP", location=loc)]
+
+
+def _probe(call: CallSite, hook: Callable[..., Any], loc: Any) -> list[Instr]:
+    """Call ``hook(callable, *values)`` with copies of a call's operands, then drop its result."""
+    roles = call.roles
+    copied = [k for k, role in enumerate(roles)
+              if role in ("callable", "arg", "star") or (role == "kwstar" and not call.kwnull)]
+    n = len(roles)
+    seq: list[Instr] = [Instr("LOAD_CONST", hook, location=loc)]
+    for pushed, k in enumerate(copied):
+        depth = n - k  # depth of the operand before anything was pushed
+        seq.append(Instr("COPY", depth + 1 + pushed, location=loc))
+    seq += ops.call(len(copied) - 1, loc)
+    seq.append(Instr("POP_TOP", location=loc))
+    return seq
+
+
+def _catch_all(items: list[Any], abort: Callable[[BaseException], BaseException],
+               loc: Any) -> list[Any]:
+    """Cover every instruction outside the body's own try regions with a handler
+    that calls ``abort(exc)`` and re-raises what it returns (without adding a
+    traceback entry, like a bare ``raise``)."""
+    handler = Label()
+    out: list[Any] = []
+    active = False
+    ours: TryBegin | None = None
+    for item in items:
+        if isinstance(item, TryBegin):
+            if ours is not None:
+                out.append(TryEnd(ours))
+                ours = None
+            active = True
+            out.append(item)
+        elif isinstance(item, TryEnd):
+            active = False
+            out.append(item)
+        elif isinstance(item, Instr) and not active and ours is None:
+            ours = TryBegin(handler, False, 0)
+            out.append(ours)
+            out.append(item)
+        else:
+            out.append(item)
+    if ours is not None:
+        out.append(TryEnd(ours))
+    out.append(handler)
+    out += ops.apply(abort, loc)
+    out.append(Instr("RERAISE", 0, location=loc))
+    return out
+
+
+def _clone(items: Iterable[Any]) -> list[Any]:
+    """A copy of a run of bytecode with fresh labels and try blocks."""
+    labels: dict[Label, Label] = {}
+    blocks: dict[int, TryBegin] = {}
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, Label):
+            out.append(labels.setdefault(item, Label()))
+        elif isinstance(item, TryBegin):
+            new = TryBegin(labels.setdefault(item.target, Label()), item.push_lasti,
+                           item.stack_depth)
+            blocks[id(item)] = new
+            out.append(new)
+        elif isinstance(item, TryEnd):
+            out.append(TryEnd(blocks[id(item.entry)]))
+        elif isinstance(item, Instr):
+            new = item.copy()
+            if isinstance(item.arg, Label):
+                new = Instr(item.name, labels.setdefault(item.arg, Label()), location=item.location)
+            out.append(new)
+        else:
+            out.append(item)
+    return out
+
+
+def _assemble(model: Bytecode, items: list[Any]) -> CodeType:
+    """Assemble ``items`` into a code object with ``model``'s name, flags and arguments."""
+    result = model.copy()
+    result.clear()
+    result.extend(items)
+    # The handlers' depths were kept from the original code and the rewrite
+    # only adds stack-neutral sequences, so they are still right; recomputing
+    # them changes a few percent of code objects even on a plain round trip.
+    return result.to_code(compute_exception_stack_depths=False)

@@ -1,0 +1,272 @@
+"""Trace stage: the trial call records every call it makes.
+
+The trial runs the trace copy of the body, in which each call site is
+bracketed by two hooks that run *beside* the call, never between caller and
+callee: ``before(site, callee, *operands)`` just before the CALL and
+``after(site, result)`` just after it.  A third hook, ``use(value)``, sits
+where a replay would have to resolve a placeholder and so tells when the
+body first observed a result.
+
+Dependencies are found by object identity while recording: every result is
+kept alive for the length of the trial, so an ``id()`` seen among a later
+call's arguments names the call that produced it.  Strings and ints count
+like any other object (an LLM call returns a str).  Recording costs a fixed
+amount per call and per use, so a trial is linear in the number of calls.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType
+from typing import Any
+
+__all__ = ["Call", "Recorder", "Trace"]
+
+MAX_CALLS = 200_000  # a longer trial stops recording (and is not optimized)
+_FLAT_BUDGET = 256  # container elements looked at per call
+_SINGLETONS = frozenset(map(id, (None, True, False, Ellipsis, NotImplemented)))
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+_OPAQUE = (GeneratorType, CoroutineType, AsyncGeneratorType)
+_clock = time.perf_counter
+_cpu = time.thread_time
+
+# Callees whose behaviour depends on the calling frame or thread, or whose
+# order is visible (output): deferring them would change what the program does.
+_FRAME_SENSITIVE = frozenset(map(id, (
+    super, locals, vars, globals, eval, exec, dir, print, input, breakpoint,
+    sys._getframe, inspect.currentframe, inspect.stack, warnings.warn,
+)))
+
+
+def frame_sensitive(fn: Any) -> bool:
+    """Whether calling ``fn`` from another thread would change its behaviour."""
+    if id(fn) in _FRAME_SENSITIVE:
+        return True
+    owner = getattr(fn, "__self__", None)
+    return isinstance(owner, (logging.Logger, logging.LoggerAdapter))
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call recorded by a trial."""
+
+    index: int
+    site: int
+    callee: str
+    start: float  # seconds since the trial began
+    end: float  # when it returned, or when the body went on after it raised
+    cpu: float  # CPU seconds of the calling thread during the call
+    deps: tuple[int, ...]  # earlier calls whose results were among its operands
+    first_use: float | None  # when the body first observed its result
+    parent: int | None  # the call that was running when this one was made
+    raised: bool
+    opaque: bool  # a generator or a closure of the body among its arguments
+    frame_sensitive: bool
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """What one trial call did."""
+
+    calls: tuple[Call, ...]
+    duration: float
+    raised: bool
+    truncated: bool
+
+    def as_text(self) -> str:
+        lines = [f"trial: {len(self.calls)} calls in {self.duration * 1e3:.3f} ms"
+                 + (" (raised)" if self.raised else "")]
+        for c in self.calls:
+            deps = ",".join(map(str, c.deps)) or "-"
+            lines.append(f"  #{c.index} site {c.site} {c.callee} {c.duration * 1e3:.3f} ms"
+                         f" deps {deps}" + ("" if c.parent is None else f" in #{c.parent}"))
+        return "\n".join(lines)
+
+
+class _Open:
+    __slots__ = ("index", "site", "callee", "frame", "start", "cpu0", "deps", "parent",
+                 "opaque", "sensitive", "end", "cpu", "raised", "first_use")
+
+    def __init__(self) -> None:
+        self.end: float | None = None
+        self.cpu = 0.0
+        self.raised = False
+        self.first_use: float | None = None
+
+
+class Recorder:
+    """Collects the call events of one trial call; not thread-safe (one thread)."""
+
+    def __init__(self, local_prefix: str) -> None:
+        self.local_prefix = local_prefix  # qualname prefix of closures made by the body
+        self.events: list[_Open] = []
+        self.open: list[_Open] = []
+        self.results: dict[int, int] = {}
+        self.keep: list[Any] = []
+        self.truncated = False
+        self.t0 = _clock()
+
+    # -- hooks ---------------------------------------------------------------
+    def before(self, site: int, fn: Any, operands: tuple[Any, ...]) -> None:
+        if len(self.events) >= MAX_CALLS:
+            self.truncated = True
+            return
+        frame = sys._getframe(2)  # Recorder.before <- hook <- the calling code
+        now = _clock()
+        self._close_stale(frame, now)
+        ev = _Open()
+        ev.index = len(self.events)
+        ev.site = site
+        ev.callee = _name(fn)
+        ev.frame = frame
+        ev.parent = self.open[-1].index if self.open else None
+        sources: set[int] = set()
+        self._sources(fn, sources)
+        owner = getattr(fn, "__self__", None)
+        if owner is not None:
+            self._sources(owner, sources)
+        opaque = False
+        budget = [_FLAT_BUDGET]
+        for value in operands:
+            opaque = opaque or self._is_opaque(value)
+            self._flatten(value, sources, budget, 2)
+        ev.deps = tuple(sorted(sources))
+        ev.opaque = opaque
+        ev.sensitive = frame_sensitive(fn)
+        self.events.append(ev)
+        self.open.append(ev)
+        ev.cpu0 = _cpu()
+        ev.start = _clock()
+
+    def after(self, site: int, result: Any) -> None:
+        end = _clock()
+        cpu = _cpu()
+        if self.truncated:
+            return
+        while self.open:
+            ev = self.open.pop()
+            if ev.site == site:
+                ev.end = end
+                ev.cpu = cpu - ev.cpu0
+                ev.frame = None
+                self._produced(ev.index, result)
+                return
+            ev.raised = True  # an inner call raised and the body caught it
+            ev.end = end
+            ev.frame = None
+
+    def use(self, value: Any) -> None:
+        now = None
+        index = self.results.get(id(value))
+        if index is not None:
+            ev = self.events[index]
+            if ev.first_use is None:
+                ev.first_use = now = _clock()
+        if type(value) in _CONTAINERS:
+            items = value.values() if type(value) is dict else value
+            for k, item in enumerate(items):
+                if k >= _FLAT_BUDGET:
+                    break
+                index = self.results.get(id(item))
+                if index is not None and self.events[index].first_use is None:
+                    self.events[index].first_use = now or _clock()
+
+    # -- bookkeeping ---------------------------------------------------------
+    def _close_stale(self, frame: Any, now: float) -> None:
+        """Close calls that raised: those made by ``frame`` itself or by frames gone."""
+        while self.open:
+            top = self.open[-1]
+            if top.frame is not frame and _is_ancestor(top.frame, frame):
+                return
+            self.open.pop()
+            top.raised = True
+            top.end = now
+            top.frame = None
+
+    def _produced(self, index: int, result: Any) -> None:
+        self.keep.append(result)
+        if id(result) not in _SINGLETONS:
+            self.results[id(result)] = index
+        if type(result) in (tuple, list, dict):
+            items = result.values() if type(result) is dict else result
+            for k, item in enumerate(items):
+                if k >= _FLAT_BUDGET:
+                    break
+                if id(item) not in _SINGLETONS:
+                    self.results[id(item)] = index
+
+    def _sources(self, value: Any, into: set[int]) -> None:
+        index = self.results.get(id(value))
+        if index is not None:
+            into.add(index)
+
+    def _flatten(self, value: Any, into: set[int], budget: list[int], depth: int) -> None:
+        self._sources(value, into)
+        if depth and type(value) in _CONTAINERS and budget[0] > 0:
+            items: Any = value
+            if type(value) is dict:
+                items = [*value.keys(), *value.values()]
+            for item in items:
+                budget[0] -= 1
+                if budget[0] <= 0:
+                    return
+                self._flatten(item, into, budget, depth - 1)
+
+    def _is_opaque(self, value: Any) -> bool:
+        if isinstance(value, _OPAQUE):
+            return True
+        if type(value) is FunctionType:
+            return value.__qualname__.startswith(self.local_prefix)
+        if type(value) in (list, tuple):
+            return any(isinstance(v, _OPAQUE) for v in value[:8])
+        return False
+
+    # -- result ----------------------------------------------------------------
+    def finish(self, raised: bool) -> Trace:
+        """The trace of the trial; drops the references kept while recording."""
+        end = _clock()
+        for ev in self.open:
+            ev.raised = raised or ev.raised
+            ev.end = end
+            ev.frame = None
+        t0 = self.t0
+        calls = tuple(
+            Call(ev.index, ev.site, ev.callee, ev.start - t0,
+                 (ev.end if ev.end is not None else end) - t0, ev.cpu, ev.deps,
+                 None if ev.first_use is None else ev.first_use - t0,
+                 ev.parent, ev.raised, ev.opaque, ev.sensitive)
+            for ev in self.events)
+        self.keep.clear()
+        self.results.clear()
+        self.events.clear()
+        self.open.clear()
+        return Trace(calls, end - t0, raised, self.truncated)
+
+
+def _is_ancestor(candidate: Any, frame: Any, limit: int = 64) -> bool:
+    f = frame.f_back
+    while f is not None and limit:
+        if f is candidate:
+            return True
+        f = f.f_back
+        limit -= 1
+    return False
+
+
+def _name(fn: Any) -> str:
+    try:
+        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+        if name is None:
+            name = type(fn).__qualname__ + " object"
+        return str(name)
+    except Exception:  # noqa: BLE001  (a callee with a raising __getattr__)
+        return "?"

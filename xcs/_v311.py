@@ -1,0 +1,196 @@
+"""CPython 3.11: the call protocol and stack model that the rewrite relies on.
+
+Every CPython-version-specific fact that xcs uses lives in one module per
+version; each later module imports the previous one and states what changed,
+as CPython's own history does.  The interface (all module-level names below)
+is consumed by ``_flow`` and ``_rewrite`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bytecode import Instr, Label
+
+VERSION = (3, 11)
+
+# The call protocol: a call site pushes a "slot" (NULL, or the unbound method
+# of a method call) and the callable, then the arguments.  On 3.11 and 3.12
+# the slot sits *below* the callable: ``NULL, callable, args``.  When the slot
+# holds an object, CALL calls it with the callable as first argument; the
+# helpers ``apply`` and ``call`` below use exactly that to call a hook.
+SLOT_BELOW_CALLABLE = True
+
+# Instructions glued to the CALL that follows them: nothing may be inserted
+# between them and the CALL (KW_NAMES sets a register that the next CALL reads).
+CALL_PREFIX = frozenset({"KW_NAMES", "PRECALL"})
+
+# Comprehensions that are separate code objects called in place by the
+# enclosing frame (PEP 709 inlined them in 3.12).
+COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>"})
+
+_Count = int | Callable[[Any], int]
+
+
+def _bits(arg: int) -> int:
+    return bin(arg & 0xF).count("1")
+
+
+# How many stack items each instruction reads (pops or peeks).  Instructions
+# that the rewrite models specially (loads, stores, calls, containers) are
+# listed too so that the depth bookkeeping of the generic path stays right.
+CONSUMED: dict[str, _Count] = {
+    "ASYNC_GEN_WRAP": 1, "BEFORE_ASYNC_WITH": 1, "BEFORE_WITH": 1, "BINARY_OP": 2,
+    "BINARY_SUBSCR": 2, "BUILD_CONST_KEY_MAP": lambda a: a + 1, "BUILD_LIST": lambda a: a,
+    "BUILD_MAP": lambda a: 2 * a, "BUILD_SET": lambda a: a, "BUILD_SLICE": lambda a: a,
+    "BUILD_STRING": lambda a: a, "BUILD_TUPLE": lambda a: a, "CACHE": 0,
+    "CALL": lambda a: a + 2, "CALL_FUNCTION_EX": lambda a: 3 + (a & 1),
+    "CHECK_EG_MATCH": 2, "CHECK_EXC_MATCH": 2, "COMPARE_OP": 2, "CONTAINS_OP": 2,
+    "COPY": lambda a: a, "COPY_FREE_VARS": 0, "DELETE_ATTR": 1, "DELETE_DEREF": 0,
+    "DELETE_FAST": 0, "DELETE_GLOBAL": 0, "DELETE_NAME": 0, "DELETE_SUBSCR": 2,
+    "DICT_MERGE": lambda a: a + 4, "DICT_UPDATE": lambda a: a + 1, "END_ASYNC_FOR": 2,
+    "EXTENDED_ARG": 0, "FORMAT_VALUE": lambda a: 2 if a & 4 else 1, "FOR_ITER": 1,
+    "GET_AITER": 1, "GET_ANEXT": 1, "GET_AWAITABLE": 1, "GET_ITER": 1, "GET_LEN": 1,
+    "GET_YIELD_FROM_ITER": 1, "IMPORT_FROM": 1, "IMPORT_NAME": 2, "IMPORT_STAR": 1,
+    "IS_OP": 2, "JUMP_BACKWARD": 0, "JUMP_BACKWARD_NO_INTERRUPT": 0, "JUMP_FORWARD": 0,
+    "JUMP_IF_FALSE_OR_POP": 1, "JUMP_IF_TRUE_OR_POP": 1, "KW_NAMES": 0,
+    "LIST_APPEND": lambda a: a + 1, "LIST_EXTEND": lambda a: a + 1, "LIST_TO_TUPLE": 1,
+    "LOAD_ASSERTION_ERROR": 0, "LOAD_ATTR": 1, "LOAD_BUILD_CLASS": 0, "LOAD_CLASSDEREF": 0,
+    "LOAD_CLOSURE": 0, "LOAD_CONST": 0, "LOAD_DEREF": 0, "LOAD_FAST": 0, "LOAD_GLOBAL": 0,
+    "LOAD_METHOD": 1, "LOAD_NAME": 0, "MAKE_CELL": 0, "MAKE_FUNCTION": lambda a: 1 + _bits(a),
+    "MAP_ADD": lambda a: a + 2, "MATCH_CLASS": 3, "MATCH_KEYS": 2, "MATCH_MAPPING": 1,
+    "MATCH_SEQUENCE": 1, "NOP": 0, "POP_EXCEPT": 1, "POP_JUMP_BACKWARD_IF_FALSE": 1,
+    "POP_JUMP_BACKWARD_IF_NONE": 1, "POP_JUMP_BACKWARD_IF_NOT_NONE": 1,
+    "POP_JUMP_BACKWARD_IF_TRUE": 1, "POP_JUMP_FORWARD_IF_FALSE": 1,
+    "POP_JUMP_FORWARD_IF_NONE": 1, "POP_JUMP_FORWARD_IF_NOT_NONE": 1,
+    "POP_JUMP_FORWARD_IF_TRUE": 1, "POP_TOP": 1, "PRECALL": 0, "PREP_RERAISE_STAR": 2,
+    "PRINT_EXPR": 1, "PUSH_EXC_INFO": 1, "PUSH_NULL": 0, "RAISE_VARARGS": lambda a: a,
+    "RERAISE": lambda a: 1 + a, "RESUME": 0, "RETURN_GENERATOR": 0, "RETURN_VALUE": 1,
+    "SEND": 2, "SETUP_ANNOTATIONS": 0, "SET_ADD": lambda a: a + 1,
+    "SET_UPDATE": lambda a: a + 1, "STORE_ATTR": 2, "STORE_DEREF": 1, "STORE_FAST": 1,
+    "STORE_GLOBAL": 1, "STORE_NAME": 1, "STORE_SUBSCR": 3, "SWAP": lambda a: a,
+    "UNARY_INVERT": 1, "UNARY_NEGATIVE": 1, "UNARY_NOT": 1, "UNARY_POSITIVE": 1,
+    "UNPACK_EX": 1, "UNPACK_SEQUENCE": 1, "WITH_EXCEPT_START": 4, "YIELD_VALUE": 1,
+}
+
+# Of the items read, how many at the bottom stay on the stack untouched (the
+# list a LIST_APPEND appends to, the iterator FOR_ITER advances, ...).
+KEPT: dict[str, _Count] = {
+    "CHECK_EXC_MATCH": 1, "DICT_MERGE": lambda a: a + 3, "DICT_UPDATE": lambda a: a,
+    "FOR_ITER": 1, "GET_ANEXT": 1, "GET_LEN": 1, "IMPORT_FROM": 1,
+    "LIST_APPEND": lambda a: a, "LIST_EXTEND": lambda a: a, "MAP_ADD": lambda a: a,
+    "MATCH_KEYS": 2, "MATCH_MAPPING": 1, "MATCH_SEQUENCE": 1, "SET_ADD": lambda a: a,
+    "SET_UPDATE": lambda a: a, "WITH_EXCEPT_START": 4, "SEND": 1,
+}
+
+# Net stack effects that dis gets wrong: RETURN_GENERATOR pushes the generator
+# that the following POP_TOP discards, but is reported with effect 0 on 3.11/3.12.
+EFFECT_FIX: dict[str, int] = {"RETURN_GENERATOR": 1}
+
+LOAD_FAST_OPS = frozenset({"LOAD_FAST"})
+STORE_FAST_OPS = frozenset({"STORE_FAST"})
+
+
+def count(table: dict[str, _Count], instr: Instr, default: int | None = None) -> int | None:
+    """The entry of ``table`` for ``instr``, evaluated on its argument."""
+    entry = table.get(instr.name, default)
+    if callable(entry):
+        arg = instr.arg
+        return entry(arg if isinstance(arg, int) else 0)
+    return entry
+
+
+def local_loads(instr: Instr) -> tuple[str, ...] | None:
+    """Names of the fast locals ``instr`` pushes, in push order."""
+    return (instr.arg,) if instr.name in LOAD_FAST_OPS else None
+
+
+def local_stores(instr: Instr) -> tuple[str, ...] | None:
+    """Names of the fast locals ``instr`` stores into, in pop order (top first)."""
+    return (instr.arg,) if instr.name in STORE_FAST_OPS else None
+
+
+def opener(instr: Instr) -> tuple[int, tuple[str, ...]] | None:
+    """For an instruction that opens a call: (items it pops, roles it pushes).
+
+    Roles are listed bottom to top: ``"slot"`` (NULL or the unbound method) and
+    ``"callable"`` (the callable, or ``self`` of an unbound method).
+    """
+    name = instr.name
+    if name == "PUSH_NULL":
+        return 0, ("slot",)
+    if name == "LOAD_GLOBAL" and instr.arg[0]:
+        return 0, ("slot", "callable")
+    if name == "LOAD_METHOD":
+        return 1, ("slot", "callable")
+    return None
+
+
+def method_name(instr: Instr) -> str | None:
+    """The attribute name of a method-form opener, else None."""
+    return instr.arg if instr.name == "LOAD_METHOD" else None
+
+
+def normalize(instr: Instr) -> list[Instr]:
+    """Rewrite a method-form opener to push ``NULL, bound method``."""
+    loc = instr.location
+    return [Instr("LOAD_ATTR", instr.arg, location=loc), Instr("PUSH_NULL", location=loc),
+            Instr("SWAP", 2, location=loc)]
+
+
+def call_roles(instr: Instr) -> tuple[str, ...] | None:
+    """Roles of the stack items a call instruction consumes, bottom to top.
+
+    ``"arg"`` items are positional and keyword values; ``"star"`` is the
+    ``*args`` iterable and ``"kwstar"`` the ``**kwargs`` mapping of a
+    CALL_FUNCTION_EX (``"kwnull"`` when that mapping slot holds NULL).
+    """
+    if instr.name == "CALL":
+        return ("slot", "callable") + ("arg",) * instr.arg
+    if instr.name == "CALL_FUNCTION_EX":
+        return ("slot", "callable", "star") + (("kwstar",) if instr.arg & 1 else ())
+    return None
+
+
+def apply(hook: object, loc: Any = None) -> list[Instr]:
+    """Replace the top of the stack ``x`` with ``hook(x)``, adding no frame to x."""
+    return [Instr("LOAD_CONST", hook, location=loc), Instr("SWAP", 2, location=loc),
+            Instr("PRECALL", 0, location=loc), Instr("CALL", 0, location=loc)]
+
+
+def call(nargs: int, loc: Any = None) -> list[Instr]:
+    """Call ``hook(a0, a1, ..., an)`` from a stack ``hook, a0, a1, ..., an``."""
+    return [Instr("PRECALL", nargs, location=loc), Instr("CALL", nargs, location=loc)]
+
+
+def jump_forward_if_true(target: Label, loc: Any = None) -> Instr:
+    return Instr("POP_JUMP_FORWARD_IF_TRUE", target, location=loc)
+
+
+def jump_backward(target: Label, loc: Any = None) -> Instr:
+    return Instr("JUMP_BACKWARD", target, location=loc)
+
+
+def is_with_enter(instr: Instr) -> bool:
+    """Does ``instr`` call a context manager's ``__enter__``?"""
+    return instr.name in ("BEFORE_WITH", "BEFORE_ASYNC_WITH")
+
+
+def split_pair(instr: Instr) -> list[Instr] | None:
+    """Two plain loads for a superinstruction that loads two locals (3.13+)."""
+    return None
+
+
+def unborrow(instr: Instr) -> Instr:
+    """A load that holds a real reference (3.14 borrows some local loads)."""
+    return instr
+
+
+def return_const(instr: Instr) -> tuple[bool, object]:
+    """(True, constant) for an instruction that returns a constant."""
+    return False, None
+
+
+def returns_value(instr: Instr) -> bool:
+    return instr.name == "RETURN_VALUE"

@@ -1,0 +1,110 @@
+"""CPython 3.12: what changed in the call protocol and stack model since 3.11.
+
+PRECALL and LOAD_METHOD are gone (LOAD_ATTR and LOAD_SUPER_ATTR carry a
+method bit instead), conditional jumps lost their direction, comprehensions
+are inlined into the enclosing code (PEP 709), and END_FOR/RETURN_CONST appear.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bytecode import Instr, Label
+
+from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
+    EFFECT_FIX,
+    SLOT_BELOW_CALLABLE,
+    _bits,
+    count,
+    is_with_enter,
+    local_loads,
+    local_stores,
+    split_pair,
+    unborrow,
+)
+from xcs import _v311
+
+VERSION = (3, 12)
+CALL_PREFIX = frozenset({"KW_NAMES"})
+COMPREHENSIONS: frozenset[str] = frozenset()
+
+CONSUMED = {
+    name: n for name, n in _v311.CONSUMED.items()
+    if name not in {"ASYNC_GEN_WRAP", "IMPORT_STAR", "JUMP_IF_FALSE_OR_POP", "JUMP_IF_TRUE_OR_POP",
+                    "LIST_TO_TUPLE", "LOAD_CLASSDEREF", "LOAD_METHOD", "PRECALL",
+                    "PREP_RERAISE_STAR", "PRINT_EXPR", "UNARY_POSITIVE"}
+    and "_FORWARD_IF_" not in name and "_BACKWARD_IF_" not in name
+}
+CONSUMED.update({
+    "BINARY_SLICE": 3, "CALL_INTRINSIC_1": 1, "CALL_INTRINSIC_2": 2, "CLEANUP_THROW": 3,
+    "END_FOR": 2, "END_SEND": 2, "INTERPRETER_EXIT": 1, "LOAD_FAST_AND_CLEAR": 0,
+    "LOAD_FAST_CHECK": 0, "LOAD_FROM_DICT_OR_DEREF": 1, "LOAD_FROM_DICT_OR_GLOBALS": 1,
+    "LOAD_LOCALS": 0, "LOAD_SUPER_ATTR": 3, "POP_JUMP_IF_FALSE": 1, "POP_JUMP_IF_NONE": 1,
+    "POP_JUMP_IF_NOT_NONE": 1, "POP_JUMP_IF_TRUE": 1, "RESERVED": 0, "RETURN_CONST": 0,
+    "STORE_SLICE": 4,
+})
+KEPT = dict(_v311.KEPT)
+KEPT["CLEANUP_THROW"] = 0
+
+LOAD_FAST_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_AND_CLEAR"})
+STORE_FAST_OPS = _v311.STORE_FAST_OPS
+
+
+def local_loads(instr: Instr) -> tuple[str, ...] | None:  # noqa: F811
+    return (instr.arg,) if instr.name in LOAD_FAST_OPS else None
+
+
+def opener(instr: Instr) -> tuple[int, tuple[str, ...]] | None:
+    name = instr.name
+    if name == "PUSH_NULL":
+        return 0, ("slot",)
+    if name == "LOAD_GLOBAL" and instr.arg[0]:
+        return 0, ("slot", "callable")
+    if name == "LOAD_ATTR" and instr.arg[0]:
+        return 1, ("slot", "callable")
+    if name == "LOAD_SUPER_ATTR" and instr.arg[0]:
+        return 3, ("slot", "callable")
+    return None
+
+
+def method_name(instr: Instr) -> str | None:
+    if instr.name == "LOAD_ATTR" and instr.arg[0]:
+        return str(instr.arg[1])
+    return None
+
+
+def normalize(instr: Instr) -> list[Instr]:
+    loc = instr.location
+    if instr.name == "LOAD_SUPER_ATTR":
+        plain = Instr("LOAD_SUPER_ATTR", (False, instr.arg[1], instr.arg[2]), location=loc)
+    else:
+        plain = Instr("LOAD_ATTR", (False, instr.arg[1]), location=loc)
+    return [plain, Instr("PUSH_NULL", location=loc), Instr("SWAP", 2, location=loc)]
+
+
+call_roles = _v311.call_roles
+
+
+def apply(hook: object, loc: Any = None) -> list[Instr]:
+    return [Instr("LOAD_CONST", hook, location=loc), Instr("SWAP", 2, location=loc),
+            Instr("CALL", 0, location=loc)]
+
+
+def call(nargs: int, loc: Any = None) -> list[Instr]:
+    return [Instr("CALL", nargs, location=loc)]
+
+
+def jump_forward_if_true(target: Label, loc: Any = None) -> Instr:
+    return Instr("POP_JUMP_IF_TRUE", target, location=loc)
+
+
+jump_backward = _v311.jump_backward
+
+
+def return_const(instr: Instr) -> tuple[bool, object]:
+    if instr.name == "RETURN_CONST":
+        return True, instr.arg
+    return False, None
+
+
+returns_value = _v311.returns_value

@@ -1,0 +1,113 @@
+"""CPython 3.13: what changed in the call protocol and stack model since 3.12.
+
+The slot moved *above* the callable (``callable, NULL, args``), keyword calls
+became CALL_KW with the names tuple on the stack (KW_NAMES is gone), and
+superinstructions load or store two fast locals at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bytecode import Instr
+
+from xcs import _v312
+from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
+    _bits,
+    apply,
+    call,
+    count,
+    is_with_enter,
+    jump_backward,
+    jump_forward_if_true,
+    method_name,
+    return_const,
+    returns_value,
+    unborrow,
+)
+
+VERSION = (3, 13)
+SLOT_BELOW_CALLABLE = False
+CALL_PREFIX: frozenset[str] = frozenset()
+COMPREHENSIONS: frozenset[str] = frozenset()
+EFFECT_FIX: dict[str, int] = {}
+
+CONSUMED = {name: n for name, n in _v312.CONSUMED.items()
+            if name not in {"KW_NAMES", "FORMAT_VALUE"}}
+CONSUMED.update({
+    "CALL_KW": lambda a: a + 3, "CONVERT_VALUE": 1, "END_FOR": 1, "ENTER_EXECUTOR": 0,
+    "EXIT_INIT_CHECK": 1, "FORMAT_SIMPLE": 1, "FORMAT_WITH_SPEC": 2,
+    "LOAD_FAST_LOAD_FAST": 0, "MAKE_FUNCTION": 1, "SET_FUNCTION_ATTRIBUTE": 2,
+    "STORE_FAST_LOAD_FAST": 1, "STORE_FAST_STORE_FAST": 2, "TO_BOOL": 1,
+})
+KEPT = dict(_v312.KEPT)
+
+LOAD_FAST_OPS = _v312.LOAD_FAST_OPS
+STORE_FAST_OPS = _v312.STORE_FAST_OPS
+# Superinstructions that load two locals (pushed in this order).
+LOAD_FAST_PAIRS = frozenset({"LOAD_FAST_LOAD_FAST"})
+
+
+def local_loads(instr: Instr) -> tuple[str, ...] | None:
+    name = instr.name
+    if name in LOAD_FAST_OPS:
+        return (instr.arg,)
+    if name in LOAD_FAST_PAIRS:
+        return tuple(instr.arg)
+    if name == "STORE_FAST_LOAD_FAST":
+        return (instr.arg[1],)
+    return None
+
+
+def local_stores(instr: Instr) -> tuple[str, ...] | None:
+    name = instr.name
+    if name in STORE_FAST_OPS:
+        return (instr.arg,)
+    if name == "STORE_FAST_STORE_FAST":
+        return tuple(instr.arg)
+    if name == "STORE_FAST_LOAD_FAST":
+        return (instr.arg[0],)
+    return None
+
+
+def opener(instr: Instr) -> tuple[int, tuple[str, ...]] | None:
+    name = instr.name
+    if name == "PUSH_NULL":
+        return 0, ("slot",)
+    if name == "LOAD_GLOBAL" and instr.arg[0]:
+        return 0, ("callable", "slot")
+    if name == "LOAD_ATTR" and instr.arg[0]:
+        return 1, ("callable", "slot")
+    if name == "LOAD_SUPER_ATTR" and instr.arg[0]:
+        return 3, ("callable", "slot")
+    return None
+
+
+def normalize(instr: Instr) -> list[Instr]:
+    loc = instr.location
+    if instr.name == "LOAD_SUPER_ATTR":
+        plain = Instr("LOAD_SUPER_ATTR", (False, instr.arg[1], instr.arg[2]), location=loc)
+    else:
+        plain = Instr("LOAD_ATTR", (False, instr.arg[1]), location=loc)
+    return [plain, Instr("PUSH_NULL", location=loc)]
+
+
+def call_roles(instr: Instr) -> tuple[str, ...] | None:
+    name = instr.name
+    if name == "CALL":
+        return ("callable", "slot") + ("arg",) * instr.arg
+    if name == "CALL_KW":
+        return ("callable", "slot") + ("arg",) * instr.arg + ("kwnames",)
+    if name == "CALL_FUNCTION_EX":
+        return ("callable", "slot", "star") + (("kwstar",) if instr.arg & 1 else ())
+    return None
+
+
+def split_pair(instr: Instr) -> list[Instr] | None:
+    """Two plain loads for a two-local superinstruction, so that each can be resolved."""
+    if instr.name in LOAD_FAST_PAIRS:
+        first, second = instr.arg
+        return [Instr("LOAD_FAST", first, location=instr.location),
+                Instr("LOAD_FAST", second, location=instr.location)]
+    return None
+

@@ -1,0 +1,92 @@
+"""CPython 3.14: what changed in the call protocol and stack model since 3.13.
+
+``with`` calls ``__enter__``/``__exit__`` through LOAD_SPECIAL and CALL,
+CALL_FUNCTION_EX always has a ``**kwargs`` slot (NULL when absent), some local
+loads borrow their reference, and RETURN_CONST/BINARY_SUBSCR/BEFORE_WITH are gone.
+"""
+
+from __future__ import annotations
+
+from bytecode import Instr
+
+from xcs import _v313
+from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
+    CALL_PREFIX,
+    COMPREHENSIONS,
+    EFFECT_FIX,
+    SLOT_BELOW_CALLABLE,
+    _bits,
+    apply,
+    call,
+    count,
+    jump_backward,
+    jump_forward_if_true,
+    method_name,
+    normalize,
+    opener,
+    return_const,
+    returns_value,
+)
+
+VERSION = (3, 14)
+
+CONSUMED = {name: n for name, n in _v313.CONSUMED.items()
+            if name not in {"BEFORE_ASYNC_WITH", "BEFORE_WITH", "BINARY_SUBSCR",
+                            "BUILD_CONST_KEY_MAP", "RETURN_CONST"}}
+CONSUMED.update({
+    "BUILD_INTERPOLATION": lambda a: 2 + (a & 1), "BUILD_SLICE": lambda a: a,
+    "BUILD_TEMPLATE": 2, "CALL_FUNCTION_EX": 4, "LOAD_COMMON_CONSTANT": 0,
+    "LOAD_FAST_BORROW": 0, "LOAD_FAST_BORROW_LOAD_FAST_BORROW": 0, "LOAD_SMALL_INT": 0,
+    "LOAD_SPECIAL": 1, "NOT_TAKEN": 0, "POP_ITER": 1, "WITH_EXCEPT_START": 5,
+    "ANNOTATIONS_PLACEHOLDER": 0,
+})
+KEPT = dict(_v313.KEPT)
+KEPT["WITH_EXCEPT_START"] = 5
+
+LOAD_FAST_OPS = _v313.LOAD_FAST_OPS | {"LOAD_FAST_BORROW"}
+STORE_FAST_OPS = _v313.STORE_FAST_OPS
+LOAD_FAST_PAIRS = _v313.LOAD_FAST_PAIRS | {"LOAD_FAST_BORROW_LOAD_FAST_BORROW"}
+
+
+def local_loads(instr: Instr) -> tuple[str, ...] | None:
+    name = instr.name
+    if name in LOAD_FAST_OPS:
+        return (instr.arg,)
+    if name in LOAD_FAST_PAIRS:
+        return tuple(instr.arg)
+    if name == "STORE_FAST_LOAD_FAST":
+        return (instr.arg[1],)
+    return None
+
+
+local_stores = _v313.local_stores
+
+
+def split_pair(instr: Instr) -> list[Instr] | None:
+    if instr.name in LOAD_FAST_PAIRS:
+        first, second = instr.arg
+        return [Instr("LOAD_FAST", first, location=instr.location),
+                Instr("LOAD_FAST", second, location=instr.location)]
+    return None
+
+
+def call_roles(instr: Instr) -> tuple[str, ...] | None:
+    if instr.name == "CALL_FUNCTION_EX":
+        return ("callable", "slot", "star", "kwstar")
+    return _v313.call_roles(instr)
+
+
+def is_with_enter(instr: Instr) -> bool:
+    # ``with`` is COPY 1; LOAD_SPECIAL __exit__; SWAP 2; SWAP 3;
+    # LOAD_SPECIAL __enter__; CALL 0.  The first LOAD_SPECIAL starts it.
+    return instr.name == "LOAD_SPECIAL"
+
+
+def unborrow(instr: Instr) -> Instr:
+    # A borrowed load relies on the compiler's proof that the local outlives
+    # the stack item; instructions inserted by the rewrite would void that proof.
+    if instr.name == "LOAD_FAST_BORROW":
+        return Instr("LOAD_FAST", instr.arg, location=instr.location)
+    if instr.name == "LOAD_FAST_BORROW_LOAD_FAST_BORROW":
+        return Instr("LOAD_FAST_LOAD_FAST", instr.arg, location=instr.location)
+    return instr

@@ -1,0 +1,43 @@
+"""CPython 3.15: what changed in the call protocol and stack model since 3.14.
+
+A for-loop iterator occupies two stack items (the iterable and an index), so
+GET_ITER pushes two, FOR_ITER keeps two and POP_ITER pops two.
+"""
+
+from __future__ import annotations
+
+from xcs import _v314
+from xcs._v314 import (  # noqa: F401  (re-exported: unchanged since 3.14)
+    CALL_PREFIX,
+    COMPREHENSIONS,
+    EFFECT_FIX,
+    LOAD_FAST_OPS,
+    LOAD_FAST_PAIRS,
+    SLOT_BELOW_CALLABLE,
+    STORE_FAST_OPS,
+    _bits,
+    apply,
+    call,
+    call_roles,
+    count,
+    is_with_enter,
+    jump_backward,
+    jump_forward_if_true,
+    local_loads,
+    local_stores,
+    method_name,
+    normalize,
+    opener,
+    return_const,
+    returns_value,
+    split_pair,
+    unborrow,
+)
+
+VERSION = (3, 15)
+
+CONSUMED = dict(_v314.CONSUMED)
+CONSUMED.update({"CLEANUP_THROW": 4, "END_SEND": 3, "FOR_ITER": 2, "POP_ITER": 2, "SEND": 3,
+                 "TRACE_RECORD": 0})
+KEPT = dict(_v314.KEPT)
+KEPT.update({"FOR_ITER": 2, "SEND": 2})
