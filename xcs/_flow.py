@@ -189,6 +189,7 @@ class CallSite:
     index: int
     roles: tuple[str, ...]
     openers: frozenset[int]
+    name: str | None = None  # the global the callee was loaded from, when known
     kwnull: bool = False  # 3.14+: the **kwargs slot of CALL_FUNCTION_EX holds NULL
     append_to: frozenset[str] = frozenset()  # ``L.append(x)`` on a fresh list L
 
@@ -201,6 +202,12 @@ class Flow:
     calls: dict[int, CallSite] = field(default_factory=dict)
     resolves: dict[int, list[int]] = field(default_factory=dict)  # index -> depths
     kwnull_openers: set[int] = field(default_factory=set)
+    stores_outside: set[int] = field(default_factory=set)  # stores into containers not built here
+
+
+def callee_name(val: Val) -> str | None:
+    what = val.what
+    return what[1] if isinstance(what, tuple) and what[0] == "global" else None
 
 
 def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
@@ -403,6 +410,8 @@ class _Step:
         base = len(self.stack) - popped
         items = self._take(popped)
         callable_val = CLEAN
+        if self.instr.name == "LOAD_GLOBAL":
+            callable_val = Val(PLAIN, what=("global", self.instr.arg[1]))
         receiver = items[0] if items else None
         if (receiver is not None and ops.method_name(self.instr) == "append"
                 and not receiver.bits & (ESC | NOTLIST) and popped == 1):
@@ -431,7 +440,7 @@ class _Step:
                 result = sim.comprehension(what[1])
             self._done([result])
             return
-        site = CallSite(self.i, roles, slot.openers)
+        site = CallSite(self.i, roles, slot.openers, name=callee_name(by_role["callable"]))
         kw = by_role.get("kwstar")
         if kw is not None and kw.openers:
             if kw.bits & OTHER:
@@ -450,8 +459,11 @@ class _Step:
             if role == "callable":
                 if val.what != APPEND:
                     self._observe(pos, val)
-            elif deferred:
-                self._escape(val)  # handed to the deferred call, which resolves it
+            elif deferred and not (role in ("star", "kwstar") and val.bits & PH):
+                # Handed to the deferred call, which resolves it.  A *args or
+                # **kwargs operand is unpacked by CALL_FUNCTION_EX itself, so
+                # it must be a real iterable (its items may be placeholders).
+                self._escape(val)
             elif site.append_to and not val.bits & (LCT | TCT):
                 if val.bits & PH:
                     for local in site.append_to:
@@ -483,6 +495,11 @@ class _Step:
     def _op_DELETE_FAST(self) -> None:
         self.locs[getattr(self.instr.arg, "name", self.instr.arg)] = PLAIN
         self._done([])
+
+    def _op_LOAD_GLOBAL(self) -> None:
+        self._generic()
+        name = self.instr.arg[1] if isinstance(self.instr.arg, tuple) else self.instr.arg
+        self._done([Val(PLAIN, what=("global", name))])
 
     def _op_LOAD_CONST(self) -> None:
         arg = self.instr.arg
@@ -599,6 +616,8 @@ class _Step:
         else:
             self._observe(base, value)
             self._observe(base + 1, container)
+            if self.sim.recording:
+                self.sim.flow.stores_outside.add(self.i)
         self._take(3)
         self._done([])
 

@@ -135,7 +135,7 @@ class _SiteHook:
         self.tls = tls
         self.state = state
 
-    def before(self, fn: Any, *operands: Any) -> None:
+    def before(self, fn: Any, /, *operands: Any) -> None:
         rec = self.tls.cur
         if type(rec) is Recorder:
             try:
@@ -155,7 +155,7 @@ class _SiteHook:
     def wrap(self, fn: Any) -> Any:
         return functools.partial(self.defer, fn)
 
-    def defer(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def defer(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         inv = self.tls.cur
         if type(inv) is Invocation:
             return inv.defer(self.site, self.line, fn, args, kwargs)

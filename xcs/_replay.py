@@ -108,6 +108,7 @@ class Invocation:
         self.executor = executor
         self.claimable = isinstance(executor, ThreadPoolExecutor)
         self.tasks: list[Task] = []
+        self.checked = 0  # tasks[:checked] are known to have succeeded
         self.cond = threading.Condition()
         self.on_exit = on_exit  # called with (invocation, raised) when the body is done
         self.refused: BaseException | None = None  # the executor would not take work
@@ -143,10 +144,13 @@ class Invocation:
 
     def barrier(self) -> None:
         """Wait for every deferred call; raise the first failure in program order."""
-        for task in self.tasks:
+        tasks = self.tasks
+        while self.checked < len(tasks):
+            task = tasks[self.checked]
             self.wait(task)
             if task.state != DONE:
                 raise task.error if task.error is not None else _Skipped()
+            self.checked += 1
 
     def wait(self, task: Task) -> None:
         """Wait until ``task`` is finished, running it here if no worker has taken it."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import CodeType, FunctionType
 from typing import Any, Protocol
 
-from bytecode import Bytecode, CellVar, Instr, Label, TryBegin, TryEnd
+from bytecode import UNSET, Bytecode, CellVar, Instr, Label, TryBegin, TryEnd
 
 from xcs._compat import UNSUPPORTED, ops
 from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, RewriteError, Val, simulate
@@ -31,6 +31,14 @@ __all__ = ["Hooks", "Program", "RewriteError", "Site"]
 # Builtins that read the calling frame: a body that calls them could see a
 # placeholder in its locals, so it is never replayed.
 FRAME_READERS = frozenset({"locals", "vars", "eval", "exec", "dir"})
+# Builtins whose call must stay in the body's frame and thread, in order.
+IN_PLACE = FRAME_READERS | {"super", "globals", "print", "input", "breakpoint", "__import__"}
+# Instructions that change state outside the frame: before them the body
+# waits for the calls it deferred, so that when one of those fails, the body
+# stops where the plain function would have stopped.
+SIDE_EFFECTS = frozenset({"STORE_ATTR", "DELETE_ATTR", "STORE_GLOBAL", "DELETE_GLOBAL",
+                          "STORE_NAME", "DELETE_NAME", "STORE_DEREF", "DELETE_DEREF",
+                          "DELETE_SUBSCR", "STORE_SLICE", "IMPORT_NAME"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +52,12 @@ class Site:
     nested: bool  # in a lambda, inner function or generator expression
     protected: bool  # inside the function's own try/except/with
     append: bool  # ``L.append(x)`` on a list L that the body built
+    in_place: bool = False  # calls a builtin such as super() that must run in this frame
 
     @property
     def deferrable(self) -> bool:
         """Whether replay may defer this site (before looking at what it called)."""
-        return not (self.nested or self.protected or self.append)
+        return not (self.nested or self.protected or self.append or self.in_place)
 
     def where(self) -> str:
         return f"{self.filename.rsplit('/', 1)[-1]}:{self.line}"
@@ -132,7 +141,7 @@ class Program:
             site = Site(len(self.sites), code.co_qualname, code.co_filename, line,
                         nested=kind == "nested",
                         protected=protected or cfg.protected[index],
-                        append=bool(call.append_to))
+                        append=bool(call.append_to), in_place=call.name in IN_PLACE)
             unit.site_ids[index] = site.id
             self.sites.append(site)
         for index, instr in enumerate(cfg.instrs):
@@ -152,6 +161,25 @@ class Program:
             if isinstance(item, Instr) and item.name == "RESUME":
                 return pos + 1
         raise RewriteError("no RESUME instruction")
+
+    def __repr__(self) -> str:
+        deferrable = sum(s.deferrable for s in self.sites)
+        return f"Program({self.fn.__qualname__!r}, {len(self.sites)} sites, {deferrable} deferrable)"
+
+    def as_text(self, variant: Variant | None = None) -> str:
+        """The sites, and the body rewritten for ``variant`` (hooks shown by name)."""
+        lines = [repr(self)]
+        for s in self.sites:
+            flags = [name for name in ("nested", "protected", "append", "in_place")
+                     if getattr(s, name)]
+            lines.append(f"  site {s.id} {s.code} line {s.line - self.fn.__code__.co_firstlineno:+d}"
+                         + (f" ({', '.join(flags)})" if flags else ""))
+        if variant is not None:
+            body = list(self.main.bytecode)[self._prefix_len:]
+            items = self._emit(self.main, body, variant, _NamedHooks(), self._prefix_len)
+            lines.append(f"{variant.mode} body:")
+            lines += _listing(items)
+        return "\n".join(lines)
 
     # -- building ----------------------------------------------------------
     def combine(self, variants: list[Variant], dispatch: Callable[[tuple[Any, ...]], int],
@@ -261,9 +289,12 @@ class Program:
                 at(index).extend([Instr("SWAP", depth, location=loc),
                                   *ops.apply(hooks.wrap(site), loc),
                                   Instr("SWAP", depth, location=loc)])
-        if unit.kind == "main" and not trace:
+        if in_place and not trace and variant.deferred:
             for index, instr in enumerate(cfg.instrs):
-                if ops.is_with_enter(instr) and not cfg.protected[index]:
+                if cfg.protected[index]:
+                    continue  # nothing is ever pending inside protected code
+                if (ops.is_with_enter(instr) or instr.name in SIDE_EFFECTS
+                        or index in flow.stores_outside):
                     at(index).extend(_barrier(hooks.barrier, instr.location))
 
         out: list[Any] = []
@@ -341,6 +372,64 @@ class Program:
             return Val(kind | LCT)
 
         return result
+
+
+class _Named:
+    """A stand-in hook that prints as its name in listings."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *args: Any) -> Any:
+        raise AssertionError("listing hooks are not called")
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+class _NamedHooks:
+    use = _Named("use")
+    resolve = _Named("resolve")
+    barrier = _Named("barrier")
+    finish = _Named("finish")
+    abort = _Named("abort")
+
+    def before(self, site: int) -> Any:
+        return _Named(f"before {site}")
+
+    def after(self, site: int) -> Any:
+        return _Named(f"after {site}")
+
+    def wrap(self, site: int) -> Any:
+        return _Named(f"wrap {site}")
+
+
+def _listing(items: list[Any]) -> list[str]:
+    names: dict[Label, str] = {}
+    for item in items:
+        if isinstance(item, Label):
+            names[item] = f"L{len(names) + 1}"
+    out = []
+    for item in items:
+        if isinstance(item, Label):
+            out.append(f"  {names[item]}:")
+        elif isinstance(item, TryBegin):
+            out.append(f"    try -> {names.get(item.target, '?')} depth {item.stack_depth}"
+                       + (" lasti" if item.push_lasti else ""))
+        elif isinstance(item, TryEnd):
+            out.append("    end try")
+        elif isinstance(item, Instr):
+            arg = item.arg
+            if isinstance(arg, Label):
+                text = names.get(arg, "?")
+            elif isinstance(arg, CodeType):
+                text = f"<code {arg.co_name}>"
+            elif arg is UNSET:
+                text = ""
+            else:
+                text = repr(arg)
+            out.append(f"    {item.name} {text}".rstrip())
+    return out
 
 
 def _location(items: list[Any]) -> Any:

@@ -1,0 +1,41 @@
+"""Version selection: one module per CPython version, and the same list everywhere."""
+
+from __future__ import annotations
+
+import configparser
+import sys
+from pathlib import Path
+
+from xcs import _compat
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_running_interpreter_is_supported():
+    """The interpreter running the tests has bytecode support (or the test env is wrong)."""
+    assert _compat.ops is not None, _compat.UNSUPPORTED
+    assert _compat.ops.VERSION == sys.version_info[:2]
+
+
+def test_unknown_versions_and_implementations_are_refused_with_a_reason():
+    """A future CPython or another implementation gets no module and a clear reason."""
+    ops, reason = _compat._load((3, 99), "cpython")
+    assert ops is None and "3.99 is not supported" in reason
+    ops, reason = _compat._load((3, 12), "pypy")
+    assert ops is None and "pypy" in reason
+
+
+def test_tox_envlist_matches_the_supported_versions():
+    """tox.ini tests exactly the versions xcs/_compat.py supports."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "tox.ini")
+    envs = [e.strip() for e in config["tox"]["envlist"].split(",")]
+    pythons = [e for e in envs if e.startswith("py3")]
+    assert pythons == ["py%d%d" % v for v in _compat.SUPPORTED]
+
+
+def test_no_version_checks_outside_the_version_modules():
+    """sys.version_info appears only in _compat.py (STYLE: version facts in one place)."""
+    offenders = [p.name for p in (ROOT / "xcs").glob("*.py")
+                 if "version_info" in p.read_text() and p.name != "_compat.py"]
+    assert offenders == []

@@ -1,0 +1,112 @@
+"""Trace stage: calls, durations and identity dependencies of one trial."""
+
+from __future__ import annotations
+
+import time
+
+from xcs._trace import Recorder
+
+
+def probe(rec, site, fn, *args):
+    """Play a site hook: Recorder.before looks two frames up for the calling code."""
+    rec.before(site, fn, args)
+
+
+def hook(rec, site, fn, *args):
+    probe(rec, site, fn, *args)
+    result = fn(*args)
+    rec.after(site, result)
+    return result
+
+
+def test_string_and_int_results_are_tracked_as_dependencies():
+    """A str or int returned by one call and passed to another is an edge."""
+    rec = Recorder("t.")
+    a = hook(rec, 0, lambda: "draft text")
+    n = hook(rec, 1, lambda s: len(s) * 1000, a)
+    hook(rec, 2, lambda s, k: None, "other", n)
+    trace = rec.finish(raised=False)
+    assert [c.deps for c in trace.calls] == [(), (0,), (1,)]
+
+
+def test_results_inside_containers_and_bound_methods_count():
+    """Results passed inside lists and dicts, or as ``self`` of a method, are edges."""
+    rec = Recorder("t.")
+    x = hook(rec, 0, lambda: "x-result")
+    y = hook(rec, 1, lambda: ["y", "list"])
+    hook(rec, 2, lambda items: None, [x, {"k": y}])
+    hook(rec, 3, x.upper)
+    trace = rec.finish(raised=False)
+    assert trace.calls[2].deps == (0, 1)
+    assert trace.calls[3].deps == (0,)
+
+
+def test_durations_and_cpu_time_are_measured():
+    """Wall and CPU time of each call are recorded."""
+    rec = Recorder("t.")
+    hook(rec, 0, time.sleep, 0.02)
+    hook(rec, 1, lambda: sum(range(300000)))
+    sleep, spin = rec.finish(raised=False).calls
+    assert sleep.duration >= 0.018 and sleep.cpu < sleep.duration / 2
+    assert spin.cpu > spin.duration / 2
+
+
+def test_calls_made_inside_a_call_are_nested():
+    """A call made while another is running records that call as its parent."""
+    rec = Recorder("t.")
+
+    def outer():
+        return hook(rec, 1, str, 5)
+
+    hook(rec, 0, outer)
+    calls = rec.finish(raised=False).calls
+    assert [(c.site, c.parent) for c in calls] == [(0, None), (1, 0)]
+
+
+def test_a_call_that_raised_is_closed_by_the_next_call_of_its_frame():
+    """When a traced call raises and the body goes on, the next call is not nested in it."""
+    rec = Recorder("t.")
+
+    def boom():
+        raise ValueError
+
+    def body():
+        probe(rec, 0, boom)
+        try:
+            boom()
+        except ValueError:
+            pass
+        probe(rec, 1, str, 1)
+        rec.after(1, str(1))
+
+    body()
+    calls = rec.finish(raised=False).calls
+    assert calls[0].raised and calls[1].parent is None
+
+
+def test_first_use_is_recorded_once():
+    """use() marks the first time the body observed a result."""
+    rec = Recorder("t.")
+    a = hook(rec, 0, lambda: "value")
+    rec.use(a)
+    first = rec.events[0].first_use
+    rec.use(a)
+    assert rec.events[0].first_use == first is not None
+
+
+def test_tracing_cost_is_linear_in_the_number_of_calls():
+    """10x the calls costs about 10x the time (the predecessor was quadratic)."""
+
+    def run(n):
+        rec = Recorder("t.")
+        start = time.perf_counter()
+        value = 0
+        for _ in range(n):
+            value = hook(rec, 0, abs, value)
+        rec.finish(raised=False)
+        return time.perf_counter() - start
+
+    run(2000)
+    small = min(run(2000) for _ in range(3))
+    large = min(run(20000) for _ in range(3))
+    assert large < 30 * small  # linear is ~10x; quadratic would be ~100x
