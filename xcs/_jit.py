@@ -216,14 +216,10 @@ class _Hooks:
 class _Layout:
     """Which copy of the body each variant is, in one version of the function's code."""
 
-    __slots__ = ("state", "index")
+    __slots__ = ("index",)
 
-    def __init__(self, state: _Function, variants: list[Variant]) -> None:
-        self.state = state
+    def __init__(self, variants: list[Variant]) -> None:
         self.index = {v: k for k, v in enumerate(variants, start=1)}
-
-    def dispatch(self, params: tuple[Any, ...]) -> int:
-        return self.state.dispatch(self, params)
 
 
 class _Function:
@@ -246,6 +242,7 @@ class _Function:
                          if code.co_flags & inspect.CO_VARKEYWORDS else None)
         self.param_names = code.co_varnames[:self.n_args + (self.star is not None)
                                              + (self.starstar is not None)]
+        self.varargs = self.star is not None or self.starstar is not None
         self.program: Program | None
         try:
             self.program = Program.from_function(fn)
@@ -266,8 +263,9 @@ class _Function:
     # -- code ------------------------------------------------------------------
     def _build(self) -> Any:
         assert self.program is not None
-        layout = _Layout(self, self.variants)
-        return self.program.combine(self.variants, layout.dispatch, self.hooks)
+        # A C-level partial: the prologue's call reaches dispatch in one Python frame.
+        dispatch = functools.partial(self.dispatch, _Layout(self.variants))
+        return self.program.combine(self.variants, dispatch, self.hooks)
 
     def _install(self, variant: Variant) -> bool:
         """Make sure the function's code has a replay body for ``variant``."""
@@ -309,15 +307,17 @@ class _Function:
     def dispatch(self, layout: _Layout, params: tuple[Any, ...]) -> int:
         """Choose the body for this call: 0 plain, else the trace or a replay copy."""
         try:
-            key = self._key(params)
+            key = self._key(params) if self.varargs else tuple(map(type, params))
+            entry = self.entries.get(key)
         except Exception:  # noqa: BLE001  (a type with a raising __hash__ or __eq__)
             return 0
         try:
-            entry = self.entries.get(key)
             if entry is None:
                 entry = self._new_entry(key, params)
             entry.calls += 1
             status = entry.status
+            if status == "plain":
+                return 0
             if status == "optimized":
                 k = layout.index.get(entry.variant) if entry.variant else None
                 if k is None:
