@@ -634,3 +634,28 @@ def test_stats_report_plain_reasons(model):
     one(model, 2)
     (sig,) = one.stats().signatures
     assert sig.status in ("new", "plain") and "fewer than two slow calls" in sig.reason
+
+
+def test_site_whose_callee_becomes_print_runs_it_in_order(capsys):
+    """A deferred site that later calls print() prints in program order, resolved."""
+    slow = Model(latency=0.01)
+
+    @jit
+    def run_all(funcs, x):
+        return [f(x) for f in funcs]
+
+    run_all([slow, slow, slow], "a")  # trial: the site calls a slow model
+    run_all([slow, slow, slow], "a")
+    capsys.readouterr()
+    result = run_all([slow, print, slow, print], "b")
+    assert result == ["m(b)", None, "m(b)", None]
+    assert capsys.readouterr().out == "b\nb\n"
+
+
+def test_jitting_twice_returns_the_same_function():
+    """jit(jit(f)) is jit(f); with another executor it re-jits the original."""
+    f = jit(lambda x: x)
+    assert jit(f) is f
+    with ThreadPoolExecutor(1) as pool:
+        g = jit(f, executor=pool)
+        assert g is not f and g.__wrapped__ is f.__wrapped__ and g(3) == 3

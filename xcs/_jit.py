@@ -28,7 +28,7 @@ from xcs._errors import XcsTypeError, XcsWarning
 from xcs._graph import Graph
 from xcs._replay import Invocation
 from xcs._rewrite import Program, RewriteError, Variant
-from xcs._trace import Recorder
+from xcs._trace import Recorder, frame_sensitive
 
 __all__ = ["Stats", "SignatureStats", "jit"]
 
@@ -157,9 +157,11 @@ class _SiteHook:
 
     def defer(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         inv = self.tls.cur
-        if type(inv) is Invocation:
-            return inv.defer(self.site, self.line, fn, args, kwargs)
-        return fn(*args, **kwargs)  # unreachable in practice: replay code runs only in a replay
+        if type(inv) is not Invocation:  # not in a replay: nothing can be pending
+            return fn(*args, **kwargs)
+        if frame_sensitive(fn):  # this call's callee differs from the trial's: keep it here
+            return inv.call_here(fn, args, kwargs)
+        return inv.defer(self.site, self.line, fn, args, kwargs)
 
 
 class _Hooks:
@@ -257,6 +259,7 @@ class _Function:
         if fn.__kwdefaults__ is not None:
             self.jitted.__kwdefaults__ = dict(fn.__kwdefaults__)
         functools.update_wrapper(self.jitted, fn)
+        self.jitted.__xcs__ = self  # type: ignore[attr-defined]
         self.jitted.stats = self.stats  # type: ignore[attr-defined]
         self.jitted.explain = self.explain  # type: ignore[attr-defined]
 
@@ -493,6 +496,11 @@ def jit(fn: Any = None, /, *, executor: Executor | None = None) -> Any:
 
 
 def _jit(fn: Any, executor: Executor | None) -> Any:
+    state = getattr(fn, "__xcs__", None)
+    if isinstance(state, _Function):  # already jitted: jit the original again
+        if state.executor is executor:
+            return fn
+        fn = state.fn
     if isinstance(fn, staticmethod):
         return staticmethod(_jit(fn.__func__, executor))
     if isinstance(fn, classmethod):

@@ -136,6 +136,12 @@ class Invocation:
             self._submit(task)
         return Pending(task)
 
+    def call_here(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Make a call in the body's thread, in program order, with its inputs resolved."""
+        args = tuple(resolve(a) for a in args)
+        kwargs = {k: resolve(v) for k, v in kwargs.items()}
+        return fn(*args, **kwargs)
+
     def force(self, task: Task) -> Any:
         self.wait(task)
         if task.state == DONE:
