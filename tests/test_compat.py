@@ -39,3 +39,26 @@ def test_no_version_checks_outside_the_version_modules():
     offenders = [p.name for p in (ROOT / "xcs").glob("*.py")
                  if "version_info" in p.read_text() and p.name != "_compat.py"]
     assert offenders == []
+
+
+def test_import_and_plain_run_on_a_simulated_future_interpreter():
+    """On CPython '3.16' (simulated): import works, jit runs plain, one warning says why."""
+    import subprocess
+
+    script = """
+import sys, warnings
+sys.version_info = (3, 16, 0, "final", 0)   # what a future CPython would report
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    import xcs
+    f = xcs.jit(lambda xs: [str(x) for x in xs])
+    assert f([1, 2]) == ["1", "2"] and f([3]) == ["3"]
+print(len(caught), caught[0].category.__name__, f.stats().reason)
+assert "bytecode" not in sys.modules, "the bytecode package must not be needed"
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    count, category, reason = result.stdout.strip().split(" ", 2)
+    assert (count, category) == ("1", "XcsWarning")
+    assert "CPython 3.16 is not supported" in reason

@@ -545,8 +545,8 @@ def test_many_threads_share_one_jitted_function():
 
 def test_unknown_interpreter_runs_plain_with_one_warning(monkeypatch, model):
     """Without bytecode support the function runs plain, says why once, and works."""
-    monkeypatch.setattr("xcs._rewrite.ops", None)
-    monkeypatch.setattr("xcs._rewrite.UNSUPPORTED", "CPython 9.9 is not supported")
+    monkeypatch.setattr("xcs._compat.ops", None)
+    monkeypatch.setattr("xcs._compat.UNSUPPORTED", "CPython 9.9 is not supported")
     with pytest.warns(XcsWarning, match="CPython 9.9 is not supported") as record:
         f = jit(lambda m, xs: [m(x) for x in xs])
     assert len(record) == 1

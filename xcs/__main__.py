@@ -21,15 +21,26 @@ def main(argv: list[str] | None = None) -> int:
                       help="simulated latency of one model call (default: %(default)s)")
     demo.add_argument("--docs", type=int, default=8, help="documents to summarize (default: 8)")
     demo.add_argument("--models", type=int, default=3, help="models that draft (default: 3)")
+    demo.add_argument("--base-url", metavar="URL",
+                      help="run against a real OpenAI-compatible endpoint (needs the openai "
+                           "package; the key is read from OPENAI_API_KEY)")
+    demo.add_argument("--model", default="gpt-4o-mini",
+                      help="model name to ask for with --base-url (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     if args.latency <= 0 or args.docs < 1 or args.models < 1:
         parser.error("--latency must be positive, --docs and --models at least 1")
+    if args.base_url is not None:
+        try:
+            import openai  # noqa: F401
+        except ImportError:
+            parser.error("--base-url needs the openai package: pip install openai")
     from xcs._demo import run
 
-    return 0 if run(args.latency, args.docs, args.models) else 1
+    return 0 if run(args.latency, args.docs, args.models, base_url=args.base_url,
+                    model=args.model) else 1
 
 
 if __name__ == "__main__":

@@ -14,8 +14,12 @@ import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 from xcs._graph import Graph, Node
-from xcs._rewrite import Site
+
+if TYPE_CHECKING:  # the rewrite stage needs bytecode support; analysis does not
+    from xcs._rewrite import Site
 
 __all__ = ["ExecutorFacts", "Plan"]
 

@@ -18,5 +18,13 @@ class XcsTypeError(XcsError, TypeError):
     """A value of the wrong type was given to xcs (``jit(3)``, ``jit(executor="x")``)."""
 
 
+class XcsValueError(XcsError, ValueError):
+    """An argument of the right type but a wrong value (``explain(format="png")``)."""
+
+
+class RewriteError(Exception):
+    """Internal: a function's code uses a shape the rewrite does not handle (it runs plain)."""
+
+
 class XcsWarning(UserWarning):
     """xcs runs a function plain, without parallelism, and says why (once per reason)."""

@@ -24,6 +24,8 @@ from typing import Any
 
 from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
 
+from xcs._errors import RewriteError
+
 PH = 1  # may be a placeholder
 LCT = 2  # may be a list or dict holding placeholders (resolvable in place)
 TCT = 4  # may be a tuple holding placeholders (must be rebuilt)
@@ -35,10 +37,6 @@ TAINT = PH | LCT | TCT
 PLAIN = ESC | NOTLIST | NOTDICT | OTHER
 
 APPEND = "append"  # ``what`` of the bound ``append`` of a fresh list
-
-
-class RewriteError(Exception):
-    """The code uses a shape that the rewrite does not handle."""
 
 
 @dataclass(frozen=True, slots=True)

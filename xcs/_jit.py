@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
+import logging
+import os
 import sys
 import threading
 import time
@@ -20,15 +23,17 @@ from collections import OrderedDict
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FunctionType, MethodType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from xcs import _compat, _replay
+from xcs import _compat, _explain, _replay
 from xcs._analyze import ExecutorFacts, Plan
-from xcs._errors import XcsTypeError, XcsWarning
+from xcs._errors import RewriteError, XcsTypeError, XcsValueError, XcsWarning
 from xcs._graph import Graph
-from xcs._replay import Invocation
-from xcs._rewrite import Program, RewriteError, Variant
+from xcs._replay import Invocation, Timeline
 from xcs._trace import Recorder, frame_sensitive
+
+if TYPE_CHECKING:
+    from xcs._rewrite import Program, Variant
 
 __all__ = ["Stats", "SignatureStats", "jit"]
 
@@ -37,6 +42,7 @@ MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped f
 MAX_TRIALS = 3  # trials per signature while the evidence is too thin to decide
 MAX_REPLAY_BODIES = 8  # distinct replay copies of one function's body
 
+log = logging.getLogger("xcs")
 _default: ThreadPoolExecutor | None = None
 _default_lock = threading.Lock()
 
@@ -122,6 +128,7 @@ class _Entry:
         self.plan: Plan | None = None
         self.graph: Graph | None = None
         self.variant: Variant | None = None
+        self.timeline: Timeline | None = None  # of the last replay, else of the trial
 
 
 class _SiteHook:
@@ -234,7 +241,7 @@ class _Function:
         self.tls = _Local()
         self.lock = threading.RLock()
         self.entries: OrderedDict[Any, _Entry] = OrderedDict()
-        self.variants: list[Variant] = [Variant("trace")]
+        self.variants: list[Variant] = []
         self.reason: str | None = None
         self.warned: set[str] = set()
         code = fn.__code__
@@ -247,6 +254,13 @@ class _Function:
         self.varargs = self.star is not None or self.starstar is not None
         self.program: Program | None
         try:
+            if _compat.ops is None:
+                raise RewriteError(_compat.UNSUPPORTED or "unsupported interpreter")
+            # Imported here: the rewrite stage needs the bytecode package and
+            # CPython bytecode; ``import xcs`` must work on any interpreter.
+            from xcs._rewrite import Program, Variant
+
+            self.variants.append(Variant("trace"))
             self.program = Program.from_function(fn)
             self.hooks = _Hooks(self)
             code = self._build()
@@ -262,6 +276,7 @@ class _Function:
         self.jitted.__xcs__ = self  # type: ignore[attr-defined]
         self.jitted.stats = self.stats  # type: ignore[attr-defined]
         self.jitted.explain = self.explain  # type: ignore[attr-defined]
+        self.jitted.timeline = self.timeline  # type: ignore[attr-defined]
 
     # -- code ------------------------------------------------------------------
     def _build(self) -> Any:
@@ -373,12 +388,20 @@ class _Function:
             entry.trials += 1
             entry.graph = graph
             entry.plan = plan
+            entry.timeline = _explain.timeline_from_graph(
+                graph, rec.wall0, threading.current_thread().name)
+            log.debug("%s%s: trial of %d calls in %.1f ms: %r", self.name, entry.text,
+                      len(graph.nodes), graph.duration * 1e3, plan)
             if plan.optimized:
+                from xcs._rewrite import Variant
+
                 variant = Variant("replay", plan.deferred)
                 if self._install(variant):
                     entry.variant = variant
                     entry.status = "optimized"
                     entry.reason = None
+                    log.info("%s%s: optimized, deferring %d call sites (estimated %.2fx)",
+                             self.name, entry.text, len(plan.deferred), plan.speedup)
                     return
                 plan = Plan.plain("too many distinct plans for one function",
                                   time=graph.duration)
@@ -402,6 +425,7 @@ class _Function:
         self.tls.cur = prev
         entry.replays += 1
         entry.replay_time += time.perf_counter() - start
+        entry.timeline = inv.timeline()
         if inv.refused is not None:
             entry.status = "plain"
             entry.reason = f"the executor refused work: {type(inv.refused).__name__}: {inv.refused}"
@@ -415,6 +439,7 @@ class _Function:
             if reason in self.warned:
                 return
             self.warned.add(reason)
+        log.warning("xcs runs %r plain: %s", self.name, reason)
         warnings.warn(XcsWarning(f"xcs runs {self.name!r} plain: {reason}"), stacklevel=stacklevel)
 
     # -- introspection -------------------------------------------------------------
@@ -442,9 +467,41 @@ class _Function:
                 plan.speedup if plan is not None else None, measured))
         return Stats(self.name, self.reason, tuple(sigs))
 
-    def explain(self) -> str:
-        """Per signature: the recorded calls, edges, independent sets, critical path and plan."""
+    def timeline(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The last replay (else the last trial) as Chrome/Perfetto trace-event JSON.
+
+        Args:
+            path: also write the JSON there (open it in ui.perfetto.dev or chrome://tracing).
+        """
+        with self.lock:
+            entries = [e for e in self.entries.values() if e.timeline is not None]
+        if not entries:
+            events: dict[str, Any] = {"traceEvents": [], "displayTimeUnit": "ms"}
+        else:
+            latest = max(entries, key=lambda e: e.timeline.started + e.timeline.duration)
+            assert latest.timeline is not None
+            events = _explain.trace_events(latest.timeline, self.name + latest.text, self._where())
+        if path is not None:
+            with open(path, "w") as f:
+                json.dump(events, f)
+        return events
+
+    def explain(self, format: str = "text") -> str:
+        """Per signature: the recorded calls, edges, independent sets, critical path and plan.
+
+        Args:
+            format: ``"text"`` (default) or ``"dot"`` (a Graphviz digraph of the calls).
+
+        Raises:
+            ValueError: for another format.
+        """
+        if format not in ("text", "dot"):
+            raise XcsValueError(f"explain() format must be 'text' or 'dot', not {format!r}")
         where = self._where()
+        if format == "dot":
+            with self.lock:
+                entries = list(self.entries.values())
+            return _explain.dot(self.name, [(e.text, e.graph, e.plan) for e in entries], where)
         stats = self.stats()
         lines = [str(stats).splitlines()[0]]
         if self.program is not None and self.program.notes:

@@ -17,23 +17,48 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 import weakref
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
 
-__all__ = ["Invocation", "Pending", "resolve"]
+__all__ = ["Invocation", "Pending", "Span", "Timeline", "resolve"]
 
 # Task states.
 WAITING, QUEUED, RUNNING, DONE, FAILED, CANCELLED = range(6)
 _FINISHED = (DONE, FAILED, CANCELLED)
 
 _live: weakref.WeakSet[Invocation] = weakref.WeakSet()  # invocations not yet finished
+_clock = time.perf_counter
 
 
 def live_invocations() -> int:
     """How many replays are in progress (tests check that none leak)."""
     return len(_live)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A stretch of time on one thread: a call, or the body waiting for one."""
+
+    kind: str  # "call" (deferred call), "wait" (the body blocked on a result) or "body"
+    name: str
+    site: int
+    start: float  # seconds since the invocation began
+    end: float
+    thread: str  # thread name ("executor" when the executor does not say)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """What ran where and when during one call of a jitted function."""
+
+    kind: str  # "replay" or "trial"
+    started: float  # time.time() when the call began
+    duration: float
+    spans: tuple[Span, ...]
 
 
 class Pending:
@@ -56,7 +81,8 @@ class Task:
     """One deferred call."""
 
     __slots__ = ("inv", "seq", "site", "line", "fn", "args", "kwargs", "ctx", "state",
-                 "value", "error", "tb", "deps", "deps_left", "dependents", "future", "name")
+                 "value", "error", "tb", "deps", "deps_left", "dependents", "future", "name",
+                 "started", "ended", "thread")
 
     def __init__(self, inv: Invocation, seq: int, site: int, line: int, fn: Any,
                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -77,6 +103,8 @@ class Task:
         self.dependents: list[Task] = []
         self.future: Future[Any] | None = None
         self.name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+        self.started = self.ended = 0.0
+        self.thread = "executor"
 
     def run(self) -> None:
         """Executor entry point: run the call unless someone else has taken it."""
@@ -85,6 +113,8 @@ class Task:
 
     def execute(self) -> None:
         args, kwargs, fn, ctx = self.args, self.kwargs, self.fn, self.ctx
+        self.thread = threading.current_thread().name
+        self.started = _clock()
         try:
             value = ctx.run(fn, *args, **kwargs) if ctx is not None else fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001  (re-raised in the body, unchanged)
@@ -112,6 +142,9 @@ class Invocation:
         self.cond = threading.Condition()
         self.on_exit = on_exit  # called with (invocation, raised) when the body is done
         self.refused: BaseException | None = None  # the executor would not take work
+        self.t0 = _clock()
+        self.wall0 = time.time()
+        self.waits: list[tuple[float, float, Task]] = []  # the body blocked on these
         _live.add(self)
 
     # -- the body's side -----------------------------------------------------
@@ -143,7 +176,10 @@ class Invocation:
         return fn(*args, **kwargs)
 
     def force(self, task: Task) -> Any:
-        self.wait(task)
+        if task.state not in _FINISHED:
+            start = _clock()
+            self.wait(task)
+            self.waits.append((start, _clock(), task))
         if task.state == DONE:
             return task.value
         raise task.error if task.error is not None else _Skipped()
@@ -212,7 +248,11 @@ class Invocation:
     def complete(self, task: Task, value: Any, error: BaseException | None,
                  cancelled: bool = False) -> None:
         ready: list[Task] = []
+        ended = _clock()
         with self.cond:
+            task.ended = ended
+            if not task.started:
+                task.started = ended
             if cancelled:
                 task.state = CANCELLED
             elif error is None:
@@ -255,7 +295,8 @@ class Invocation:
         try:
             if self.claimable:
                 self.executor.submit(task.run)
-            else:
+            else:  # the executor does not say when the call starts: count from here
+                task.started = _clock()
                 future = self.executor.submit(task.fn, *task.args, **task.kwargs)
                 task.future = future
                 future.add_done_callback(task.from_future)
@@ -290,6 +331,15 @@ class Invocation:
                 assert error is not None
                 return _with_site_traceback(error, task, frame)
         return exc
+
+    def timeline(self) -> Timeline:
+        """The calls this invocation deferred and where its body waited, so far."""
+        t0 = self.t0
+        spans = [Span("call", t.name, t.site, t.started - t0, t.ended - t0, t.thread)
+                 for t in self.tasks if t.state in (DONE, FAILED) and t.ended]
+        body = threading.current_thread().name
+        spans += [Span("wait", t.name, t.site, a - t0, b - t0, body) for a, b, t in self.waits]
+        return Timeline("replay", self.wall0, _clock() - t0, tuple(spans))
 
     def _exit(self, raised: bool) -> None:
         _live.discard(self)

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 from bytecode import UNSET, Bytecode, CellVar, Instr, Label, TryBegin, TryEnd
 
 from xcs._compat import UNSUPPORTED, ops
-from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, RewriteError, Val, simulate
+from xcs._errors import RewriteError
+from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, Val, simulate
 
 __all__ = ["Hooks", "Program", "RewriteError", "Site"]
 

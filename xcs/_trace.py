@@ -113,6 +113,7 @@ class Recorder:
         self.results: dict[int, int] = {}
         self.keep: list[Any] = []
         self.truncated = False
+        self.wall0 = time.time()
         self.t0 = _clock()
 
     # -- hooks ---------------------------------------------------------------
