@@ -659,3 +659,92 @@ def test_jitting_twice_returns_the_same_function():
     with ThreadPoolExecutor(1) as pool:
         g = jit(f, executor=pool)
         assert g is not f and g.__wrapped__ is f.__wrapped__ and g(3) == 3
+
+
+# -- pure operators on results: a + b + c does not stall -------------------------------
+
+
+def test_operators_on_results_do_not_stall_the_loop():
+    """a + b + c and f-strings of results wait for nothing: all iterations overlap."""
+    m = Model(latency=0.01)
+
+    @jit
+    def loop(m, n):
+        out = []
+        for i in range(n):
+            a = m(i)
+            b = m(i + 1)
+            c = m(i + 2)
+            out.append(f"<{a + b + c}>")
+        return out
+
+    expected = loop(m, 4)
+    assert expected == loop.__wrapped__(Model(0), 4)
+    m.expect_overlap(12)  # every call of every iteration runs at once
+    assert loop(m, 4) == expected
+
+
+def test_prompt_built_from_a_result_chains_without_waiting_in_the_body():
+    """A prompt made from an earlier result is passed on; results equal plain."""
+    m = Model(latency=0.005)
+
+    @jit
+    def chain_of_prompts(m, topics):
+        outlines = [m("outline", t) for t in topics]
+        drafts = [m(f"draft from {o}") for o in outlines]
+        return [d + "!" for d in drafts]
+
+    plain = chain_of_prompts.__wrapped__(Model(0), ["a", "b"])
+    for _ in range(3):
+        assert chain_of_prompts(m, ["a", "b"]) == plain
+
+
+def test_operator_on_a_user_type_runs_once_in_the_calling_thread():
+    """When a later call returns a user type, its __add__ runs once, in the body's thread."""
+    calls = []
+
+    class Text:
+        def __init__(self, s):
+            self.s = s
+
+        def __add__(self, other):
+            calls.append(threading.get_ident())
+            return Text(self.s + other.s)
+
+        def __eq__(self, other):
+            return isinstance(other, Text) and other.s == self.s
+
+    def fetch(x, as_text):
+        time.sleep(0.005)
+        return Text(str(x)) if as_text else str(x)
+
+    @jit
+    def combine(xs, as_text):
+        parts = [fetch(x, as_text) for x in xs]
+        return parts[0] + parts[1]
+
+    assert combine([1, 2], False) == "12" == combine([1, 2], False)
+    calls.clear()
+    assert combine([1, 2], True) == Text("12")
+    assert calls == [threading.get_ident()]
+
+
+def test_operator_error_on_results_is_raised_as_plain():
+    """str + int on results raises the same TypeError as the plain function."""
+
+    def get(x):
+        time.sleep(0.005)
+        return x
+
+    @jit
+    def mix(a, b):
+        x = get(a)
+        y = get(b)
+        return [x + y]
+
+    assert mix("a", "b") == ["ab"] == mix("a", "b")
+    with pytest.raises(TypeError) as jitted:
+        mix("a", 1)
+    with pytest.raises(TypeError) as plain:
+        mix.__wrapped__("a", 1)
+    assert str(jitted.value) == str(plain.value)

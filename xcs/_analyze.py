@@ -49,6 +49,7 @@ class Plan:
     reason: str | None = None  # why later calls run plain
     tentative: bool = False  # too little evidence: trace a later call again
     notes: dict[int, str] = field(default_factory=dict)  # site -> why it is not deferred
+    lazy: frozenset[int] = frozenset()  # operator sites that combine placeholders lazily
 
     @property
     def optimized(self) -> bool:
@@ -82,17 +83,20 @@ class Plan:
                       "fewer than two slow calls that could be deferred")
             return cls.plain(reason, tentative=True, notes=notes, time=graph.duration)
         gathers = frozenset(s for s in by_site if sites[s].append)
+        # Operators saw only builtin immutable operands in the trial (str, int, ...):
+        # they may combine placeholders without waiting for them.
+        lazy = frozenset(op for op, pure in graph.op_pure.items() if pure)
         chosen = set(candidates)
-        best = simulate(graph, chosen, facts, gathers)
+        best = simulate(graph, chosen, facts, gathers, lazy)
         # Drop sites whose deferral buys nothing (their result is used at once).
         for s in sorted(candidates, key=lambda s: sum(n.duration for n in by_site[s])):
-            trial = simulate(graph, chosen - {s}, facts, gathers)
+            trial = simulate(graph, chosen - {s}, facts, gathers, lazy)
             if trial <= best * 1.0001 + 1e-6:
                 chosen.discard(s)
                 best = trial
                 notes[s] = "its result is needed at once: deferring would not overlap it"
         plain_time = graph.duration
-        plan = cls(frozenset(chosen), plain_time, best, None, False, notes)
+        plan = cls(frozenset(chosen), plain_time, best, None, False, notes, lazy)
         if not chosen or plan.speedup < MIN_SPEEDUP:
             return cls(frozenset(), plain_time, best,
                        f"estimated speedup {plan.speedup:.2f}x is below {MIN_SPEEDUP}x",
@@ -144,17 +148,18 @@ def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
 
 
 def simulate(graph: Graph, deferred: set[int] | frozenset[int], facts: ExecutorFacts,
-             gathers: frozenset[int] = frozenset()) -> float:
+             gathers: frozenset[int] = frozenset(), lazy: frozenset[int] = frozenset()) -> float:
     """Estimated wall time of a replay that defers the calls at ``deferred`` sites.
 
-    Calls at ``gathers`` sites (``list.append`` on a list the body built) take
-    placeholders without waiting for them.
+    Calls at ``gathers`` sites (``list.append`` on a list the body built) and
+    operators at ``lazy`` sites take placeholders without waiting for them.
     """
     events: list[tuple[float, int, int]] = []  # (trial time, kind, node): 0 call, 1 use
     for n in graph.nodes:
         events.append((n.start, 0, n.id))
-        if n.first_use is not None:
-            events.append((n.first_use, 1, n.id))
+        forced = n.forced_at(lazy)
+        if forced is not None:
+            events.append((forced, 1, n.id))
     events.sort()
     done: dict[int, float] = {}  # node -> replay time at which its result exists
     is_deferred = [n.site in deferred for n in graph.nodes]

@@ -201,6 +201,7 @@ class Flow:
     resolves: dict[int, list[int]] = field(default_factory=dict)  # index -> depths
     kwnull_openers: set[int] = field(default_factory=set)
     stores_outside: set[int] = field(default_factory=set)  # stores into containers not built here
+    lazy_ops: dict[int, int] = field(default_factory=dict)  # pure operator on a placeholder -> arity
 
 
 def callee_name(val: Val) -> str | None:
@@ -210,7 +211,7 @@ def callee_name(val: Val) -> str | None:
 
 def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
              returns_to_caller: bool = False,
-             comprehension: Any = None) -> Flow:
+             comprehension: Any = None, lazy: frozenset[int] = frozenset()) -> Flow:
     """Run the dataflow to a fixed point and record its findings.
 
     Args:
@@ -221,18 +222,21 @@ def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
             enclosing frame (a 3.11 comprehension), so it may hold placeholders.
         comprehension: ``code -> Val`` giving what calling a nested comprehension
             code object returns (3.11), or None.
+        lazy: indices of pure operators (``a + b``, f-string parts) that take
+            placeholders and produce one instead of waiting.
     """
-    sim = _Simulation(cfg, ops, deferred, returns_to_caller, comprehension)
+    sim = _Simulation(cfg, ops, deferred, returns_to_caller, comprehension, lazy)
     sim.run()
     return sim.flow
 
 
 class _Simulation:
     def __init__(self, cfg: Cfg, ops: Any, deferred: frozenset[int],
-                 returns_to_caller: bool, comprehension: Any) -> None:
+                 returns_to_caller: bool, comprehension: Any, lazy: frozenset[int]) -> None:
         self.cfg = cfg
         self.ops = ops
         self.deferred = deferred
+        self.lazy = lazy
         self.returns_to_caller = returns_to_caller
         self.comprehension = comprehension
         self.flow = Flow(cfg)
@@ -366,6 +370,9 @@ class _Step:
         if stores is not None:
             self._done([])
             return
+        if ops.lazy_op(instr) is not None:
+            self._lazy()
+            return
         handler = getattr(self, "_op_" + name, None)
         if handler is not None:
             handler()
@@ -401,6 +408,27 @@ class _Step:
             raise RewriteError(f"inconsistent stack effect for {self.instr.name}")
         kept = self.kept_items[:produced]
         return kept + [CLEAN] * (produced - len(kept))
+
+    def _lazy(self) -> None:
+        """A pure operator: with placeholder operands it may produce a placeholder."""
+        sim = self.sim
+        consumed = sim.ops.count(sim.ops.CONSUMED, self.instr)
+        items = self.stack[len(self.stack) - consumed:]
+        if not any(v.bits & PH for v in items):
+            self._generic()
+            return
+        if sim.recording:
+            sim.flow.lazy_ops[self.i] = consumed
+        if self.i not in sim.lazy:
+            self._generic()
+            return
+        base = len(self.stack) - consumed
+        for k, val in enumerate(self._take(consumed)):
+            if val.bits & (LCT | TCT):
+                self._observe(base + k, val)
+            else:
+                self._escape(val)
+        self._done([Val(PLAIN | PH)])
 
     # -- call openers and calls ---------------------------------------------
     def _opener(self, popped: int, roles: tuple[str, ...]) -> None:

@@ -8,7 +8,7 @@ the trace, strings and ints included.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xcs._trace import Trace
 
@@ -31,6 +31,14 @@ class Node:
     raised: bool
     opaque: bool
     frame_sensitive: bool
+    op_uses: tuple[tuple[int, float], ...] = ()
+
+    def forced_at(self, lazy: frozenset[int] | set[int]) -> float | None:
+        """When the body first needs this result, if operators at ``lazy`` sites wait for nothing."""
+        times = [t for op, t in self.op_uses if op not in lazy]
+        if self.first_use is not None:
+            times.append(self.first_use)
+        return min(times, default=None)
 
     @property
     def end(self) -> float:
@@ -45,6 +53,7 @@ class Graph:
     duration: float  # wall time of the whole trial
     raised: bool
     truncated: bool
+    op_pure: dict[int, bool] = field(default_factory=dict)  # op site -> builtin operands only
 
     @classmethod
     def from_trace(cls, trace: Trace) -> Graph:
@@ -63,8 +72,9 @@ class Graph:
                           - {len(nodes)})
             nodes.append(Node(len(nodes), call.index, call.site, call.callee, call.start,
                               call.duration, call.cpu, tuple(deps), call.first_use,
-                              call.raised, call.opaque, call.frame_sensitive))
-        return cls(tuple(nodes), trace.duration, trace.raised, trace.truncated)
+                              call.raised, call.opaque, call.frame_sensitive, call.op_uses))
+        return cls(tuple(nodes), trace.duration, trace.raised, trace.truncated,
+                   dict(trace.op_pure))
 
     def edges(self) -> list[tuple[int, int]]:
         return [(d, n.id) for n in self.nodes for d in n.deps]

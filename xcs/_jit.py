@@ -29,7 +29,7 @@ from xcs import _compat, _explain, _replay
 from xcs._analyze import ExecutorFacts, Plan
 from xcs._errors import RewriteError, XcsTypeError, XcsValueError, XcsWarning
 from xcs._graph import Graph
-from xcs._replay import Invocation, Timeline
+from xcs._replay import Invocation, Pending, Timeline
 from xcs._trace import Recorder, frame_sensitive
 
 if TYPE_CHECKING:
@@ -171,6 +171,45 @@ class _SiteHook:
         return inv.defer(self.site, self.line, fn, args, kwargs)
 
 
+class _OpHook:
+    """The hooks of one pure operator site (``a + b``, an f-string part)."""
+
+    __slots__ = ("op", "line", "fn", "tls", "state")
+
+    def __init__(self, op: int, line: int, fn: Callable[..., Any], tls: _Local,
+                 state: _Function) -> None:
+        self.op = op
+        self.line = line
+        self.fn = fn
+        self.tls = tls
+        self.state = state
+
+    def before(self, *operands: Any) -> None:
+        rec = self.tls.cur
+        if type(rec) is Recorder:
+            try:
+                rec.op_before(self.op, operands)
+            except Exception as exc:  # noqa: BLE001
+                self.state.broken(rec, exc)
+
+    def after(self, result: Any) -> Any:
+        rec = self.tls.cur
+        if type(rec) is Recorder:
+            try:
+                rec.op_after(self.op, result)
+            except Exception as exc:  # noqa: BLE001
+                self.state.broken(rec, exc)
+        return result
+
+    def lazy(self, operands: tuple[Any, ...]) -> Any:
+        if any(type(v) is Pending for v in operands):
+            inv = self.tls.cur
+            if type(inv) is Invocation:
+                return inv.derive(self.op, self.line, self.fn, operands)
+            operands = tuple(map(_replay.resolve, operands))
+        return self.fn(*operands)
+
+
 class _Hooks:
     """The callables that ``Program.combine`` places into the function's code."""
 
@@ -180,6 +219,8 @@ class _Hooks:
         program = state.program
         assert program is not None
         self.sites = [_SiteHook(s.id, s.line, state.tls, state) for s in program.sites]
+        self.ops = [_OpHook(o.id, o.line, program.op_function(o.id), state.tls, state)
+                    for o in program.op_sites]
         self.resolve = _replay.resolve
 
     def before(self, site: int) -> Callable[..., Any]:
@@ -190,6 +231,15 @@ class _Hooks:
 
     def wrap(self, site: int) -> Callable[[Any], Any]:
         return self.sites[site].wrap
+
+    def op_before(self, op: int) -> Callable[..., Any]:
+        return self.ops[op].before
+
+    def op_after(self, op: int) -> Callable[[Any], Any]:
+        return self.ops[op].after
+
+    def lazy(self, op: int) -> Callable[[tuple[Any, ...]], Any]:
+        return self.ops[op].lazy
 
     def use(self, value: Any) -> Any:
         rec = self.tls.cur
@@ -395,7 +445,7 @@ class _Function:
             if plan.optimized:
                 from xcs._rewrite import Variant
 
-                variant = Variant("replay", plan.deferred)
+                variant = Variant("replay", plan.deferred, plan.lazy)
                 if self._install(variant):
                     entry.variant = variant
                     entry.status = "optimized"

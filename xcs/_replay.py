@@ -24,10 +24,13 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
 
+from xcs._trace import pure_value
+
 __all__ = ["Invocation", "Pending", "Span", "Timeline", "resolve"]
 
-# Task states.
-WAITING, QUEUED, RUNNING, DONE, FAILED, CANCELLED = range(6)
+# Task states.  HELD: a lazy operator whose operands turned out not to be
+# builtin values; only the body's thread may compute it (when it needs it).
+WAITING, QUEUED, RUNNING, DONE, FAILED, CANCELLED, HELD = range(7)
 _FINISHED = (DONE, FAILED, CANCELLED)
 
 _live: weakref.WeakSet[Invocation] = weakref.WeakSet()  # invocations not yet finished
@@ -82,7 +85,7 @@ class Task:
 
     __slots__ = ("inv", "seq", "site", "line", "fn", "args", "kwargs", "ctx", "state",
                  "value", "error", "tb", "deps", "deps_left", "dependents", "future", "name",
-                 "started", "ended", "thread")
+                 "started", "ended", "thread", "inline")
 
     def __init__(self, inv: Invocation, seq: int, site: int, line: int, fn: Any,
                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -105,6 +108,7 @@ class Task:
         self.name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
         self.started = self.ended = 0.0
         self.thread = "executor"
+        self.inline = False  # a lazy operator: computed where its inputs arrive
 
     def run(self) -> None:
         """Executor entry point: run the call unless someone else has taken it."""
@@ -144,6 +148,7 @@ class Invocation:
         self.refused: BaseException | None = None  # the executor would not take work
         self.t0 = _clock()
         self.wall0 = time.time()
+        self.body = threading.get_ident()
         self.waits: list[tuple[float, float, Task]] = []  # the body blocked on these
         _live.add(self)
 
@@ -157,6 +162,25 @@ class Invocation:
         self.tasks.append(task)
         with self.cond:
             for dep in deps:
+                if dep.state in (FAILED, CANCELLED):
+                    task.state = FAILED
+                    task.error = _Skipped()
+                    return Pending(task)
+                if dep.state != DONE:
+                    dep.dependents.append(task)
+                    task.deps.append(dep)
+                    task.deps_left += 1
+        if task.deps_left == 0:
+            self._submit(task)
+        return Pending(task)
+
+    def derive(self, op: int, line: int, fn: Any, operands: tuple[Any, ...]) -> Any:
+        """A pure operator met a placeholder: compute it when its operands are ready."""
+        task = Task(self, len(self.tasks), -1 - op, line, fn, operands, {})
+        task.inline = True
+        self.tasks.append(task)
+        with self.cond:
+            for dep in _pending_in(operands, {}):
                 if dep.state in (FAILED, CANCELLED):
                     task.state = FAILED
                     task.error = _Skipped()
@@ -201,7 +225,8 @@ class Invocation:
                 state = task.state
                 if state in _FINISHED:
                     return
-                if state == QUEUED and self.claimable:
+                if (state == QUEUED and self.claimable) or (
+                        state == HELD and threading.get_ident() == self.body):
                     task.state = RUNNING
                     run_here = True
                 elif state == WAITING:
@@ -288,6 +313,15 @@ class Invocation:
         task.args = tuple(_resolved(a) for a in task.args)
         for key, value in task.kwargs.items():
             task.kwargs[key] = _resolved(value)
+        if task.inline:
+            pure = all(map(pure_value, task.args))
+            with self.cond:
+                if task.state != WAITING:
+                    return
+                task.state = RUNNING if pure else HELD
+            if pure:  # cheap and runs no user code: compute it right here
+                task.execute()
+            return
         with self.cond:
             if task.state != WAITING:
                 return
@@ -311,7 +345,7 @@ class Invocation:
     def _cancel_unstarted(self) -> None:
         with self.cond:
             for task in self.tasks:
-                if task.state in (WAITING, QUEUED):
+                if task.state in (WAITING, QUEUED, HELD):
                     if task.future is not None and not task.future.cancel():
                         continue  # already running in a foreign executor
                     task.state = CANCELLED
@@ -336,7 +370,7 @@ class Invocation:
         """The calls this invocation deferred and where its body waited, so far."""
         t0 = self.t0
         spans = [Span("call", t.name, t.site, t.started - t0, t.ended - t0, t.thread)
-                 for t in self.tasks if t.state in (DONE, FAILED) and t.ended]
+                 for t in self.tasks if t.state in (DONE, FAILED) and t.ended and not t.inline]
         body = threading.current_thread().name
         spans += [Span("wait", t.name, t.site, a - t0, b - t0, body) for a, b, t in self.waits]
         return Timeline("replay", self.wall0, _clock() - t0, tuple(spans))

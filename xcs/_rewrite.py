@@ -27,7 +27,7 @@ from xcs._compat import UNSUPPORTED, ops
 from xcs._errors import RewriteError
 from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, Val, simulate
 
-__all__ = ["Hooks", "Program", "RewriteError", "Site"]
+__all__ = ["Hooks", "OpSite", "Program", "RewriteError", "Site", "Variant"]
 
 # Builtins that read the calling frame: a body that calls them could see a
 # placeholder in its locals, so it is never replayed.
@@ -64,6 +64,20 @@ class Site:
         return f"{self.filename.rsplit('/', 1)[-1]}:{self.line}"
 
 
+@dataclass(frozen=True, slots=True)
+class OpSite:
+    """A pure operator (``a + b``, an f-string part) that may meet a placeholder."""
+
+    id: int
+    code: str
+    filename: str
+    line: int
+    op: str
+
+    def where(self) -> str:
+        return f"{self.filename.rsplit('/', 1)[-1]}:{self.line}"
+
+
 class Hooks(Protocol):
     """Callables that the trace and replay stages place into rewritten code."""
 
@@ -76,14 +90,19 @@ class Hooks(Protocol):
     def before(self, site: int) -> Callable[..., Any]: ...
     def after(self, site: int) -> Callable[[Any], Any]: ...
     def wrap(self, site: int) -> Callable[[Any], Any]: ...
+    def op_before(self, op: int) -> Callable[..., Any]: ...
+    def op_after(self, op: int) -> Callable[[Any], Any]: ...
+    def lazy(self, op: int) -> Callable[[tuple[Any, ...]], Any]: ...
 
 
 @dataclass(frozen=True)
 class Variant:
-    """Which copy of the body to build: ``trace``, or ``replay`` with deferred sites."""
+    """Which copy of the body to build: ``trace``, or ``replay`` with deferred sites
+    and the pure operators (op sites) that may produce placeholders."""
 
     mode: str
     deferred: frozenset[int] = frozenset()
+    lazy: frozenset[int] = frozenset()
 
 
 @dataclass(eq=False)
@@ -96,6 +115,7 @@ class _Unit:
     cfg: Cfg
     flow: Flow  # simulation with nothing deferred: the call sites
     site_ids: dict[int, int] = field(default_factory=dict)  # CALL index -> site id
+    op_ids: dict[int, int] = field(default_factory=dict)  # operator index -> op site id
     children: dict[int, _Unit] = field(default_factory=dict)  # LOAD_CONST index -> unit
 
 
@@ -111,6 +131,8 @@ class Program:
             raise RewriteError(UNSUPPORTED or "unsupported interpreter")
         self.fn = fn
         self.sites: list[Site] = []
+        self.op_sites: list[OpSite] = []
+        self._op_fns: list[Callable[..., Any]] = []
         self.notes: list[str] = []  # nested code left as it is, and why
         self.main = self._analyse(fn.__code__, "main", protected=False)
         self.frame_reads = any(
@@ -145,6 +167,25 @@ class Program:
                         append=bool(call.append_to), in_place=call.name in IN_PLACE)
             unit.site_ids[index] = site.id
             self.sites.append(site)
+        if kind != "nested":  # operators that placeholders can reach when all is deferred
+            deferred = frozenset(i for i, s in unit.site_ids.items() if self.sites[s].deferrable)
+            lazy: frozenset[int] = frozenset()
+            while True:  # an operator's placeholder result may reach another operator
+                reach = simulate(cfg, ops, deferred, returns_to_caller=kind == "comprehension",
+                                 lazy=lazy)
+                found = frozenset(i for i in reach.lazy_ops
+                                  if not (protected or cfg.protected[i]))
+                if found <= lazy:
+                    break
+                lazy |= found
+            for index in sorted(lazy):
+                instr = cfg.instrs[index]
+                line = instr.lineno if isinstance(instr.lineno, int) else code.co_firstlineno
+                op = OpSite(len(self.op_sites), code.co_qualname, code.co_filename, line,
+                            str(getattr(instr.arg, "name", instr.name)).lower())
+                unit.op_ids[index] = op.id
+                self.op_sites.append(op)
+                self._op_fns.append(ops.lazy_op(instr))
         for index, instr in enumerate(cfg.instrs):
             if instr.name == "LOAD_CONST" and isinstance(instr.arg, CodeType):
                 child = instr.arg
@@ -156,6 +197,11 @@ class Program:
                 except RewriteError as exc:
                     self.notes.append(f"{child.co_qualname} is not traced: {exc}")
         return unit
+
+    def op_function(self, op: int) -> Callable[..., Any]:
+        """The plain computation of operator site ``op`` (from its instruction)."""
+        fn = self._op_fns[op]
+        return fn
 
     def _find_prefix(self) -> int:
         for pos, item in enumerate(self.main.bytecode):
@@ -175,6 +221,9 @@ class Program:
                      if getattr(s, name)]
             lines.append(f"  site {s.id} {s.code} line {s.line - self.fn.__code__.co_firstlineno:+d}"
                          + (f" ({', '.join(flags)})" if flags else ""))
+        for op in self.op_sites:
+            lines.append(f"  op {op.id} {op.code} line {op.line - self.fn.__code__.co_firstlineno:+d}"
+                         f" {op.op}")
         if variant is not None:
             body = list(self.main.bytecode)[self._prefix_len:]
             items = self._emit(self.main, body, variant, _NamedHooks(), self._prefix_len)
@@ -244,11 +293,17 @@ class Program:
             index for index, sid in unit.site_ids.items()
             if (sid in variant.deferred if not trace else self.sites[sid].deferrable)
             and in_place)
+        # The trace lets placeholders flow through every operator site, so that
+        # each site's probe sees what reaches it; a replay only through its plan's.
+        lazy_ops = frozenset(i for i, op in unit.op_ids.items() if trace or op in variant.lazy)
         flow = unit.flow
         if in_place:  # placeholders may come from this code's sites or from comprehensions
             flow = simulate(unit.cfg, ops, deferred_calls,
                             returns_to_caller=unit.kind == "comprehension",
-                            comprehension=self._comprehension_result(unit, variant, hooks))
+                            comprehension=self._comprehension_result(unit, variant, hooks),
+                            lazy=lazy_ops)
+        probed_ops = {i: n for i, n in flow.lazy_ops.items() if i in unit.op_ids and trace}
+        lazy_here = {i: n for i, n in flow.lazy_ops.items() if i in lazy_ops and not trace}
         children = {index: self._child_code(child, variant, hooks)
                     for index, child in unit.children.items()}
         children = {k: v for k, v in children.items() if v is not None}
@@ -276,9 +331,16 @@ class Program:
 
         hook_resolve = hooks.use if trace else hooks.resolve
         for index, depths in flow.resolves.items():
+            if index in probed_ops:
+                continue  # the operator's probe records these uses
             loc = cfg.instrs[index].location
             for depth in depths:
                 at(index).extend(_resolve_at(depth, hook_resolve, loc))
+        for index, n in probed_ops.items():
+            loc = cfg.instrs[index].location
+            op = unit.op_ids[index]
+            at(index).extend(_copy_call(list(range(n, 0, -1)), hooks.op_before(op), loc))
+            after.setdefault(index, []).extend(ops.apply(hooks.op_after(op), loc))
         for index, call in flow.calls.items():
             site = unit.site_ids[index]
             loc = cfg.instrs[index].location
@@ -319,8 +381,13 @@ class Program:
                 out.append(TryEnd(blocks[id(item.entry)]))
             elif isinstance(item, Instr):
                 out.extend(before.get(index, ()))
-                out.extend(self._replace(unit, index, item, normalize, children, trace, hooks,
-                                         label))
+                if index in lazy_here:
+                    loc = item.location
+                    out += [Instr("BUILD_TUPLE", lazy_here[index], location=loc),
+                            *ops.apply(hooks.lazy(unit.op_ids[index]), loc)]
+                else:
+                    out.extend(self._replace(unit, index, item, normalize, children, trace,
+                                             hooks, label))
                 out.extend(after.get(index, ()))
                 index += 1
             else:
@@ -404,6 +471,15 @@ class _NamedHooks:
     def wrap(self, site: int) -> Any:
         return _Named(f"wrap {site}")
 
+    def op_before(self, op: int) -> Any:
+        return _Named(f"op_before {op}")
+
+    def op_after(self, op: int) -> Any:
+        return _Named(f"op_after {op}")
+
+    def lazy(self, op: int) -> Any:
+        return _Named(f"lazy {op}")
+
 
 def _listing(items: list[Any]) -> list[str]:
     names: dict[Label, str] = {}
@@ -457,14 +533,18 @@ def _barrier(hook: Callable[[Any], Any], loc: Any) -> list[Instr]:
 def _probe(call: CallSite, hook: Callable[..., Any], loc: Any) -> list[Instr]:
     """Call ``hook(callable, *values)`` with copies of a call's operands, then drop its result."""
     roles = call.roles
-    copied = [k for k, role in enumerate(roles)
-              if role in ("callable", "arg", "star") or (role == "kwstar" and not call.kwnull)]
     n = len(roles)
+    return _copy_call([n - k for k, role in enumerate(roles)
+                       if role in ("callable", "arg", "star")
+                       or (role == "kwstar" and not call.kwnull)], hook, loc)
+
+
+def _copy_call(depths: list[int], hook: Callable[..., Any], loc: Any) -> list[Instr]:
+    """Call ``hook`` with copies of the stack items at ``depths`` (1 = top), drop its result."""
     seq: list[Instr] = [Instr("LOAD_CONST", hook, location=loc)]
-    for pushed, k in enumerate(copied):
-        depth = n - k  # depth of the operand before anything was pushed
+    for pushed, depth in enumerate(depths):
         seq.append(Instr("COPY", depth + 1 + pushed, location=loc))
-    seq += ops.call(len(copied) - 1, loc)
+    seq += ops.call(len(depths) - 1, loc)
     seq.append(Instr("POP_TOP", location=loc))
     return seq
 

@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType
 from typing import Any
 
@@ -62,11 +62,12 @@ class Call:
     end: float  # when it returned, or when the body went on after it raised
     cpu: float  # CPU seconds of the calling thread during the call
     deps: tuple[int, ...]  # earlier calls whose results were among its operands
-    first_use: float | None  # when the body first observed its result
+    first_use: float | None  # when the body first observed its result (not via an operator)
     parent: int | None  # the call that was running when this one was made
     raised: bool
     opaque: bool  # a generator or a closure of the body among its arguments
     frame_sensitive: bool
+    op_uses: tuple[tuple[int, float], ...] = ()  # (op site, time) an operator first read it
 
     @property
     def duration(self) -> float:
@@ -81,6 +82,7 @@ class Trace:
     duration: float
     raised: bool
     truncated: bool
+    op_pure: dict[int, bool] = field(default_factory=dict)  # op site -> builtin operands only
 
     def as_text(self) -> str:
         lines = [f"trial: {len(self.calls)} calls in {self.duration * 1e3:.3f} ms"
@@ -94,13 +96,14 @@ class Trace:
 
 class _Open:
     __slots__ = ("index", "site", "callee", "frame", "start", "cpu0", "deps", "parent",
-                 "opaque", "sensitive", "end", "cpu", "raised", "first_use")
+                 "opaque", "sensitive", "end", "cpu", "raised", "first_use", "op_uses")
 
     def __init__(self) -> None:
         self.end: float | None = None
         self.cpu = 0.0
         self.raised = False
         self.first_use: float | None = None
+        self.op_uses: dict[int, float] | None = None
 
 
 class Recorder:
@@ -111,6 +114,9 @@ class Recorder:
         self.events: list[_Open] = []
         self.open: list[_Open] = []
         self.results: dict[int, int] = {}
+        self.derived: dict[int, frozenset[int]] = {}  # operator results -> calls they came from
+        self.op_pure: dict[int, bool] = {}
+        self._op_sources: set[int] = set()
         self.keep: list[Any] = []
         self.truncated = False
         self.wall0 = time.time()
@@ -165,21 +171,44 @@ class Recorder:
             ev.end = end
             ev.frame = None
 
-    def use(self, value: Any) -> None:
-        now = None
-        index = self.results.get(id(value))
-        if index is not None:
-            ev = self.events[index]
-            if ev.first_use is None:
-                ev.first_use = now = _clock()
+    def use(self, value: Any, op: int | None = None) -> None:
+        """The body observed ``value`` (through operator site ``op``, if given)."""
+        now = _clock()
+        self._used(value, op, now)
         if type(value) in _CONTAINERS:
             items = value.values() if type(value) is dict else value
             for k, item in enumerate(items):
                 if k >= _FLAT_BUDGET:
                     break
-                index = self.results.get(id(item))
-                if index is not None and self.events[index].first_use is None:
-                    self.events[index].first_use = now or _clock()
+                self._used(item, op, now)
+
+    def _used(self, value: Any, op: int | None, now: float) -> None:
+        index = self.results.get(id(value))
+        sources = self.derived.get(id(value), ())
+        for i in (index, *sources) if index is not None else sources:
+            ev = self.events[i]
+            if op is None:
+                if ev.first_use is None:
+                    ev.first_use = now
+            else:
+                if ev.op_uses is None:
+                    ev.op_uses = {}
+                ev.op_uses.setdefault(op, now)
+
+    def op_before(self, op: int, operands: tuple[Any, ...]) -> None:
+        """A pure operator is about to combine ``operands``: note where they came from."""
+        sources: set[int] = set()
+        for value in operands:
+            self.use(value, op)
+            self._sources(value, sources)
+        self._op_sources = sources
+        self.op_pure[op] = self.op_pure.get(op, True) and all(map(pure_value, operands))
+
+    def op_after(self, op: int, result: Any) -> None:
+        """The operator's result carries its operands' sources to later calls."""
+        if self._op_sources and id(result) not in _SINGLETONS:
+            self.keep.append(result)
+            self.derived[id(result)] = frozenset(self._op_sources)
 
     # -- bookkeeping ---------------------------------------------------------
     def _close_stale(self, frame: Any, now: float) -> None:
@@ -209,6 +238,9 @@ class Recorder:
         index = self.results.get(id(value))
         if index is not None:
             into.add(index)
+        derived = self.derived.get(id(value))
+        if derived:
+            into.update(derived)
 
     def _flatten(self, value: Any, into: set[int], budget: list[int], depth: int) -> None:
         self._sources(value, into)
@@ -244,13 +276,26 @@ class Recorder:
             Call(ev.index, ev.site, ev.callee, ev.start - t0,
                  (ev.end if ev.end is not None else end) - t0, ev.cpu, ev.deps,
                  None if ev.first_use is None else ev.first_use - t0,
-                 ev.parent, ev.raised, ev.opaque, ev.sensitive)
+                 ev.parent, ev.raised, ev.opaque, ev.sensitive,
+                 tuple((op, t - t0) for op, t in ev.op_uses.items()) if ev.op_uses else ())
             for ev in self.events)
         self.keep.clear()
         self.results.clear()
+        self.derived.clear()
         self.events.clear()
         self.open.clear()
-        return Trace(calls, end - t0, raised, self.truncated)
+        return Trace(calls, end - t0, raised, self.truncated, dict(self.op_pure))
+
+
+_PURE_TYPES = frozenset({str, int, float, complex, bool, bytes, type(None)})
+
+
+def pure_value(value: Any) -> bool:
+    """Builtin immutable values whose operators and formatting run no user code."""
+    kind = type(value)
+    if kind in _PURE_TYPES:
+        return True
+    return kind is tuple and len(value) <= 64 and all(type(v) in _PURE_TYPES for v in value)
 
 
 def _is_ancestor(candidate: Any, frame: Any, limit: int = 64) -> bool:

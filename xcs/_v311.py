@@ -8,6 +8,7 @@ is consumed by ``_flow`` and ``_rewrite`` only.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -162,6 +163,42 @@ def apply(hook: object, loc: Any = None) -> list[Instr]:
 def call(nargs: int, loc: Any = None) -> list[Instr]:
     """Call ``hook(a0, a1, ..., an)`` from a stack ``hook, a0, a1, ..., an``."""
     return [Instr("PRECALL", nargs, location=loc), Instr("CALL", nargs, location=loc)]
+
+
+# Operators whose result, on builtin immutable operands (str, int, float, ...),
+# depends only on the operands: when they meet a placeholder, the replay may
+# compute them later instead of waiting.  BINARY_OP's argument indexes this
+# table (CPython's _nb_ops); in-place forms act like the plain ones on
+# immutable values.
+_BINARY = {0: operator.add, 2: operator.floordiv, 5: operator.mul, 6: operator.mod,
+           10: operator.sub, 11: operator.truediv}
+_BINARY.update({k + 13: f for k, f in list(_BINARY.items())})
+_CONVERSIONS: dict[int, Callable[[Any], str]] = {1: str, 2: repr, 3: ascii}
+
+
+def _format_value(flags: int) -> Callable[..., Any]:
+    convert = _CONVERSIONS.get(flags & 3)
+
+    def format_value(value: Any, spec: str = "") -> str:
+        return format(convert(value) if convert else value, spec)
+
+    return format_value
+
+
+def _build_string(*parts: str) -> str:
+    return "".join(parts)
+
+
+def lazy_op(instr: Instr) -> Callable[..., Any] | None:
+    """A function computing ``instr`` from its operands, for the pure operators above."""
+    name = instr.name
+    if name == "BINARY_OP":
+        return _BINARY.get(int(instr.arg))
+    if name == "FORMAT_VALUE":
+        return _format_value(instr.arg)
+    if name == "BUILD_STRING":
+        return _build_string
+    return None
 
 
 def jump_forward_if_true(target: Label, loc: Any = None) -> Instr:

@@ -17,6 +17,7 @@ from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
     _bits,
     count,
     is_with_enter,
+    lazy_op,
     local_loads,
     local_stores,
     split_pair,

@@ -7,11 +7,12 @@ superinstructions load or store two fast locals at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bytecode import Instr
 
-from xcs import _v312
+from xcs import _v311, _v312
 from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
     _bits,
     apply,
@@ -101,6 +102,28 @@ def call_roles(instr: Instr) -> tuple[str, ...] | None:
     if name == "CALL_FUNCTION_EX":
         return ("callable", "slot", "star") + (("kwstar",) if instr.arg & 1 else ())
     return None
+
+
+def _format_simple(value: Any) -> str:
+    return format(value)
+
+
+def _format_with_spec(value: Any, spec: str) -> str:
+    return format(value, spec)
+
+
+def lazy_op(instr: Instr) -> Callable[..., Any] | None:
+    """FORMAT_VALUE became CONVERT_VALUE + FORMAT_SIMPLE/FORMAT_WITH_SPEC in 3.13."""
+    name = instr.name
+    if name == "FORMAT_SIMPLE":
+        return _format_simple
+    if name == "FORMAT_WITH_SPEC":
+        return _format_with_spec
+    if name == "CONVERT_VALUE":
+        return _v311._CONVERSIONS[int(instr.arg)]
+    if name == "FORMAT_VALUE":
+        return None
+    return _v311.lazy_op(instr)
 
 
 def split_pair(instr: Instr) -> list[Instr] | None:

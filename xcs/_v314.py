@@ -21,6 +21,7 @@ from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
     count,
     jump_backward,
     jump_forward_if_true,
+    lazy_op,
     method_name,
     normalize,
     opener,

@@ -23,6 +23,7 @@ from xcs._v314 import (  # noqa: F401  (re-exported: unchanged since 3.14)
     is_with_enter,
     jump_backward,
     jump_forward_if_true,
+    lazy_op,
     local_loads,
     local_stores,
     method_name,
