@@ -63,7 +63,7 @@ def test_timeline_before_any_replay_shows_the_trial(model):
 def test_text_lanes_show_overlap(answered):
     """The text timeline draws one row per thread with bars for the calls."""
     entry = next(iter(answered.__xcs__.entries.values()))
-    text = timeline_text(entry.timeline, width=40)
+    text = timeline_text(entry.last_timeline(), width=40)
     rows = text.splitlines()[1:]
     assert len(rows) >= 2 and all("#" in r or "." in r for r in rows)
 

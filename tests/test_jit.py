@@ -616,7 +616,7 @@ def test_stats_and_explain_describe_the_plan(model):
     assert stats.cached == 1 and stats.optimized == 1
     (sig,) = stats.signatures
     assert sig.signature == "(m: Model, q: str, docs: list)"
-    assert sig.replays == 2 and sig.estimated_speedup > 1.5
+    assert sig.replays == 2 and sig.estimated_speedup > 1.2
     text = answer.explain()
     for needle in ["calls (4", "independent sets", "level 0: #0 #1 #2", "critical path",
                    "plan: defer", "estimated", "test_jit.py:"]:

@@ -47,8 +47,9 @@ def test_durations_and_cpu_time_are_measured():
     hook(rec, 0, time.sleep, 0.02)
     hook(rec, 1, lambda: sum(range(300000)))
     sleep, spin = rec.finish(raised=False).calls
-    assert sleep.duration >= 0.018 and sleep.cpu < sleep.duration / 2
-    assert spin.cpu > spin.duration / 2
+    assert sleep.duration >= 0.018 and sleep.cpu < sleep.duration / 4
+    # The spin's wall time depends on how busy the machine is; its CPU time does not.
+    assert spin.cpu > 0.002 and spin.cpu > 10 * sleep.cpu
 
 
 def test_calls_made_inside_a_call_are_nested():
@@ -110,3 +111,15 @@ def test_tracing_cost_is_linear_in_the_number_of_calls():
     small = min(run(2000) for _ in range(3))
     large = min(run(20000) for _ in range(3))
     assert large < 30 * small  # linear is ~10x; quadratic would be ~100x
+
+
+def test_a_site_of_many_fast_calls_is_muted_then_recorded_again_when_slow():
+    """After 64 fast calls a site is only timed; a slow call brings it back."""
+    rec = Recorder("t.")
+    for k in range(100):
+        hook(rec, 0, abs, -k)
+    hook(rec, 0, time.sleep, 0.002)  # timed while muted: slow, so unmuted
+    hook(rec, 0, time.sleep, 0.002)  # recorded again
+    calls = rec.finish(raised=False).calls
+    assert len(calls) == 65
+    assert calls[-1].duration >= 0.002

@@ -141,10 +141,15 @@ def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
             notes[s] = "an argument is a generator or a closure of the body"
         elif sum(n.duration for n in nodes) / len(nodes) < MIN_DURATION:
             notes[s] = f"its calls are fast (under {MIN_DURATION * 1e6:.0f} us)"
-        elif facts.threads and facts.gil and sum(n.cpu for n in nodes) > CPU_BOUND * sum(
-                n.duration for n in nodes):
+        elif facts.threads and facts.gil and _cpu_bound(nodes):
             notes[s] = "CPU-bound in this thread: threads cannot overlap it under the GIL"
     return notes
+
+
+def _cpu_bound(nodes: list[Node]) -> bool:
+    measured = [n for n in nodes if n.cpu is not None]
+    wall = sum(n.duration for n in measured)
+    return wall > 0 and sum(n.cpu or 0.0 for n in measured) > CPU_BOUND * wall
 
 
 def simulate(graph: Graph, deferred: set[int] | frozenset[int], facts: ExecutorFacts,

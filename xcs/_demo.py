@@ -130,9 +130,10 @@ def run(latency: float = 0.2, n_docs: int = 8, n_models: int = 3, out: TextIO | 
               f"estimated {sig.estimated_speedup or 1:.1f}x", file=out)
     state = fast.__xcs__  # type: ignore[attr-defined]
     for entry in list(state.entries.values())[:1]:
-        if entry.timeline is not None:
+        timeline = entry.last_timeline()
+        if timeline is not None:
             print("\n  what overlapped in the last call (# a model call, . the body waiting):",
                   file=out)
-            for line in timeline_text(entry.timeline, width=56).splitlines():
+            for line in timeline_text(timeline, width=56).splitlines():
                 print("  " + line, file=out)
     return same

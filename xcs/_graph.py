@@ -9,15 +9,15 @@ the trace, strings and ints included.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from xcs._trace import Trace
 
 __all__ = ["Graph", "Node"]
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
-    """One call of the body, as a node of the dependency graph."""
+class Node(NamedTuple):
+    """One call of the body, as a node of the dependency graph (a tuple: see ``Call``)."""
 
     id: int
     call: int  # index of the call in the trace
@@ -25,7 +25,7 @@ class Node:
     callee: str
     start: float
     duration: float
-    cpu: float
+    cpu: float | None  # None where the trace did not read the CPU clock
     deps: tuple[int, ...]  # ids of the nodes whose results it received
     first_use: float | None
     raised: bool
@@ -58,20 +58,24 @@ class Graph:
     @classmethod
     def from_trace(cls, trace: Trace) -> Graph:
         """Keep the body's own calls; a nested call's result counts as its parent's."""
-        top: dict[int, int] = {}
-        owner: dict[int, int] = {}
+        top: dict[int, int] = {}  # call index -> node id, for the body's own calls
+        owner: dict[int, int] = {}  # call index -> the body's call it happened in
         nodes: list[Node] = []
         for call in trace.calls:
-            if call.parent is None:
-                top[call.index] = len(nodes)
-                owner[call.index] = call.index
-            else:
-                owner[call.index] = owner.get(call.parent, call.parent)
+            index = call.index
+            if call.parent is not None:
+                owner[index] = owner.get(call.parent, call.parent)
                 continue
-            deps = sorted({top[owner[d]] for d in call.deps if owner.get(d) in top}
-                          - {len(nodes)})
-            nodes.append(Node(len(nodes), call.index, call.site, call.callee, call.start,
-                              call.duration, call.cpu, tuple(deps), call.first_use,
+            node_id = len(nodes)
+            top[index] = node_id
+            owner[index] = index
+            deps: tuple[int, ...] = ()
+            if call.deps:
+                found = {top[owner[d]] for d in call.deps if owner.get(d) in top}
+                found.discard(node_id)
+                deps = tuple(sorted(found))
+            nodes.append(Node(node_id, index, call.site, call.callee, call.start,
+                              call.duration, call.cpu, deps, call.first_use,
                               call.raised, call.opaque, call.frame_sensitive, call.op_uses))
         return cls(tuple(nodes), trace.duration, trace.raised, trace.truncated,
                    dict(trace.op_pure))

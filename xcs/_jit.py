@@ -128,7 +128,17 @@ class _Entry:
         self.plan: Plan | None = None
         self.graph: Graph | None = None
         self.variant: Variant | None = None
-        self.timeline: Timeline | None = None  # of the last replay, else of the trial
+        self.timeline: Timeline | None = None  # of the last replay
+        self.trial_started = 0.0
+        self.trial_thread = ""
+
+    def last_timeline(self) -> Timeline | None:
+        """The last replay's timeline, else the trial's."""
+        if self.timeline is not None:
+            return self.timeline
+        if self.graph is not None:
+            return _explain.timeline_from_graph(self.graph, self.trial_started, self.trial_thread)
+        return None
 
 
 class _SiteHook:
@@ -438,8 +448,9 @@ class _Function:
             entry.trials += 1
             entry.graph = graph
             entry.plan = plan
-            entry.timeline = _explain.timeline_from_graph(
-                graph, rec.wall0, threading.current_thread().name)
+            entry.timeline = None  # the trial's is drawn from the graph when asked for
+            entry.trial_thread = threading.current_thread().name
+            entry.trial_started = rec.wall0
             log.debug("%s%s: trial of %d calls in %.1f ms: %r", self.name, entry.text,
                       len(graph.nodes), graph.duration * 1e3, plan)
             if plan.optimized:
@@ -524,13 +535,13 @@ class _Function:
             path: also write the JSON there (open it in ui.perfetto.dev or chrome://tracing).
         """
         with self.lock:
-            entries = [e for e in self.entries.values() if e.timeline is not None]
-        if not entries:
+            timelines = [(t, e) for e in self.entries.values()
+                         if (t := e.last_timeline()) is not None]
+        if not timelines:
             events: dict[str, Any] = {"traceEvents": [], "displayTimeUnit": "ms"}
         else:
-            latest = max(entries, key=lambda e: e.timeline.started + e.timeline.duration)
-            assert latest.timeline is not None
-            events = _explain.trace_events(latest.timeline, self.name + latest.text, self._where())
+            latest, entry = max(timelines, key=lambda te: te[0].started + te[0].duration)
+            events = _explain.trace_events(latest, self.name + entry.text, self._where())
         if path is not None:
             with open(path, "w") as f:
                 json.dump(events, f)

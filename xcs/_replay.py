@@ -22,7 +22,7 @@ import weakref
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from xcs._trace import pure_value
 
@@ -42,8 +42,7 @@ def live_invocations() -> int:
     return len(_live)
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+class Span(NamedTuple):
     """A stretch of time on one thread: a call, or the body waiting for one."""
 
     kind: str  # "call" (deferred call), "wait" (the body blocked on a result) or "body"
