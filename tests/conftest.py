@@ -63,7 +63,6 @@ class Model:
         with self.lock:
             self.calls.append(args + tuple(sorted(kwargs.items())))
             self.counter += 1
-            n = self.counter
         if self.barrier is not None:
             self.barrier.wait()
         elif self.latency:

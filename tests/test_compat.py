@@ -14,7 +14,7 @@ ROOT = Path(__file__).parent.parent
 def test_running_interpreter_is_supported():
     """The interpreter running the tests has bytecode support (or the test env is wrong)."""
     assert _compat.ops is not None, _compat.UNSUPPORTED
-    assert _compat.ops.VERSION == sys.version_info[:2]
+    assert sys.version_info[:2] == _compat.ops.VERSION
 
 
 def test_unknown_versions_and_implementations_are_refused_with_a_reason():
@@ -31,7 +31,7 @@ def test_tox_envlist_matches_the_supported_versions():
     config.read(ROOT / "tox.ini")
     envs = [e.strip() for e in config["tox"]["envlist"].split(",")]
     pythons = [e for e in envs if e.startswith("py3")]
-    assert pythons == ["py%d%d" % v for v in _compat.SUPPORTED]
+    assert pythons == [f"py{major}{minor}" for major, minor in _compat.SUPPORTED]
 
 
 def test_no_version_checks_outside_the_version_modules():

@@ -29,7 +29,7 @@ def test_every_call_site_is_paired_with_its_opener():
         z = a(*kw, **{"q": 1})
         return len(str(a(b(x)))), y, z
 
-    cfg, flow = _flow(f, deferred_all=False)
+    _, flow = _flow(f, deferred_all=False)
     names = sorted(c.name or "" for c in flow.calls.values())
     assert len(flow.calls) == 7  # a(1), b.method, a(*..), a(b(x)), b(x), str(...), len(...)
     assert names.count("len") == 1 and names.count("str") == 1
@@ -48,7 +48,7 @@ def test_decorators_with_exits_and_comprehension_calls_are_not_sites():
             pass
         return inner
 
-    cfg, flow = _flow(f, deferred_all=False)
+    _, flow = _flow(f, deferred_all=False)
     assert len(flow.calls) == 0
 
 

@@ -14,7 +14,7 @@ import pytest
 from xcs._rewrite import Program, RewriteError, Variant
 
 GOLDEN = Path(__file__).parent / "golden"
-VERSION = "py%d%d" % sys.version_info[:2]
+VERSION = "py{}{}".format(*sys.version_info[:2])
 
 
 def sample(llm, docs, opts):
@@ -118,7 +118,7 @@ def _run_all_modes(fn, *args):
             state.tls, "cur", rec.context[1])
         try:
             results.append(("ok", state.jitted(*args)))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             results.append(("raised", type(exc), str(exc)))
     return results
 
@@ -128,9 +128,9 @@ SHAPES = {
     "methods": (lambda s: [s.upper(), s.split("-"), "-".join(s.split("-"))], ("a-b",)),
     "closures": (lambda x: (lambda y: [str(y), str(x)])(x * 2), (3,)),
     "dicts": (lambda xs: {k: str(k) for k in xs} | {"n": len(xs)}, ([1, 2],)),
-    "tuples": (lambda xs: tuple(str(x) for x in xs) + (str(len(xs)),), ([1, 2],)),
+    "tuples": (lambda xs: tuple(str(x) for x in xs) + (str(len(xs)),), ([1, 2],)),  # noqa: RUF005
     "unpack": (lambda xs: [a + b for a, b in (divmod(x, 3) for x in xs)], ([7, 8],)),
-    "fstrings": (lambda x: f"{str(x)!r:>5}|{repr(x)}", (4,)),
+    "fstrings": (lambda x: f"{str(x)!r:>5}|{x!r}", (4,)),
     "exceptions": (lambda x: int(x), ("nope",)),
 }
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 from xcs._graph import Graph, Node
@@ -110,7 +109,8 @@ class Plan:
 
     def as_text(self, where: dict[int, str] | None = None) -> str:
         where = where or {}
-        lines = [f"plan: {'defer ' + ', '.join(where.get(s, f'site {s}') for s in sorted(self.deferred)) if self.optimized else 'plain'}"]
+        deferred = ", ".join(where.get(s, f"site {s}") for s in sorted(self.deferred))
+        lines = [f"plan: defer {deferred}" if self.optimized else "plan: plain"]
         if self.reason:
             lines.append(f"reason: {self.reason}")
         lines.append(f"estimated: {self.plain_time * 1e3:.1f} ms plain -> "

@@ -18,10 +18,10 @@ def _load(version: tuple[int, int], implementation: str) -> tuple[ModuleType | N
     if implementation != "cpython":
         return None, f"xcs rewrites CPython bytecode; this interpreter is {implementation}"
     if version not in SUPPORTED:
-        known = ", ".join("%d.%d" % v for v in SUPPORTED)
+        known = ", ".join(f"{major}.{minor}" for major, minor in SUPPORTED)
         return None, f"CPython {version[0]}.{version[1]} is not supported (supported: {known})"
     try:
-        return importlib.import_module("xcs._v%d%d" % version), None
+        return importlib.import_module(f"xcs._v{version[0]}{version[1]}"), None
     except ImportError as exc:  # e.g. the bytecode package cannot handle this version
         return None, f"cannot load the bytecode support for CPython {version[0]}.{version[1]}: {exc}"
 

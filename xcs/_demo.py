@@ -120,7 +120,8 @@ def run(latency: float = 0.2, n_docs: int = 8, n_models: int = 3, out: TextIO | 
         same = same and (result == expected or base_url is not None)
         times.append(elapsed)
     best = min(times)
-    ideal = f" (ideal {plain / (3 * latency):4.1f}x: three calls on the critical path)" if not base_url else ""
+    ideal = ("" if base_url else
+             f" (ideal {plain / (3 * latency):4.1f}x: three calls on the critical path)")
     print(f"  jit, later calls  {best:7.2f} s   speedup {plain / best:4.1f}x{ideal}", file=out)
     if base_url is None:
         print(f"  results identical to plain: {'yes' if same else 'NO'}", file=out)

@@ -400,7 +400,7 @@ class _Step:
         ops = self.sim.ops
         try:
             effect = self.instr.stack_effect(jump=jump)
-        except Exception as exc:  # noqa: BLE001  (bytecode raises several types)
+        except Exception as exc:
             raise RewriteError(f"no stack effect for {self.instr.name}: {exc}") from None
         effect += ops.EFFECT_FIX.get(self.instr.name, 0)
         produced = self.consumed + effect

@@ -20,10 +20,11 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FunctionType, MethodType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from xcs import _compat, _explain, _replay
 from xcs._analyze import ExecutorFacts, Plan
@@ -35,7 +36,7 @@ from xcs._trace import Recorder, frame_sensitive
 if TYPE_CHECKING:
     from xcs._rewrite import Program, Variant
 
-__all__ = ["Stats", "SignatureStats", "jit"]
+__all__ = ["SignatureStats", "Stats", "jit"]
 
 DEFAULT_WORKERS = 512  # threads are started on demand; I/O-bound calls need many
 MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped first)
@@ -144,7 +145,7 @@ class _Entry:
 class _SiteHook:
     """The hooks of one call site, bound to its function's thread-local state."""
 
-    __slots__ = ("site", "line", "tls", "state")
+    __slots__ = ("line", "site", "state", "tls")
 
     def __init__(self, site: int, line: int, tls: _Local, state: _Function) -> None:
         self.site = site
@@ -157,7 +158,7 @@ class _SiteHook:
         if type(rec) is Recorder:
             try:
                 rec.before(self.site, fn, operands)
-            except Exception as exc:  # noqa: BLE001  (never disturb the user's call)
+            except Exception as exc:
                 self.state.broken(rec, exc)
 
     def after(self, result: Any) -> Any:
@@ -165,7 +166,7 @@ class _SiteHook:
         if type(rec) is Recorder:
             try:
                 rec.after(self.site, result)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.state.broken(rec, exc)
         return result
 
@@ -184,7 +185,7 @@ class _SiteHook:
 class _OpHook:
     """The hooks of one pure operator site (``a + b``, an f-string part)."""
 
-    __slots__ = ("op", "line", "fn", "tls", "state")
+    __slots__ = ("fn", "line", "op", "state", "tls")
 
     def __init__(self, op: int, line: int, fn: Callable[..., Any], tls: _Local,
                  state: _Function) -> None:
@@ -199,7 +200,7 @@ class _OpHook:
         if type(rec) is Recorder:
             try:
                 rec.op_before(self.op, operands)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.state.broken(rec, exc)
 
     def after(self, result: Any) -> Any:
@@ -207,7 +208,7 @@ class _OpHook:
         if type(rec) is Recorder:
             try:
                 rec.op_after(self.op, result)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.state.broken(rec, exc)
         return result
 
@@ -256,7 +257,7 @@ class _Hooks:
         if type(rec) is Recorder:
             try:
                 rec.use(value)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.state.broken(rec, exc)
         return value
 
@@ -387,7 +388,7 @@ class _Function:
         try:
             key = self._key(params) if self.varargs else tuple(map(type, params))
             entry = self.entries.get(key)
-        except Exception:  # noqa: BLE001  (a type with a raising __hash__ or __eq__)
+        except Exception:
             return 0
         try:
             if entry is None:
@@ -417,7 +418,7 @@ class _Function:
                 self.tls.cur = rec
                 return layout.index[self.variants[0]]
             return 0
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._internal(exc)
             return 0
 
@@ -472,7 +473,7 @@ class _Function:
                 entry.status = "new"
             else:
                 entry.status = "plain"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             entry.status = "plain"
             entry.reason = f"internal error while planning: {type(exc).__name__}: {exc}"
             self._warn(entry.reason)
@@ -637,7 +638,7 @@ def _jit(fn: Any, executor: Executor | None) -> Any:
         return _Function(fn, executor).jitted
     if not callable(fn):
         raise XcsTypeError(f"cannot jit {fn!r}: expected a function, not {type(fn).__name__}")
-    call = getattr(type(fn), "__call__", None)
+    call = getattr(type(fn), "__call__", None)  # noqa: B004  (the class's, to jit it)
     if isinstance(call, FunctionType):  # a callable object: jit its __call__, bound to it
         return MethodType(_jit(call, executor), fn)
     return _plain(fn, "not a Python function: there is no bytecode to rewrite")

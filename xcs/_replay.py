@@ -82,9 +82,29 @@ class _Skipped(Exception):
 class Task:
     """One deferred call."""
 
-    __slots__ = ("inv", "seq", "site", "line", "fn", "args", "kwargs", "ctx", "state",
-                 "value", "error", "tb", "deps", "deps_left", "dependents", "future", "name",
-                 "started", "ended", "thread", "inline")
+    __slots__ = (
+        "args",
+        "ctx",
+        "dependents",
+        "deps",
+        "deps_left",
+        "ended",
+        "error",
+        "fn",
+        "future",
+        "inline",
+        "inv",
+        "kwargs",
+        "line",
+        "name",
+        "seq",
+        "site",
+        "started",
+        "state",
+        "tb",
+        "thread",
+        "value",
+    )
 
     def __init__(self, inv: Invocation, seq: int, site: int, line: int, fn: Any,
                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -120,7 +140,7 @@ class Task:
         self.started = _clock()
         try:
             value = ctx.run(fn, *args, **kwargs) if ctx is not None else fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the body, unchanged)
+        except BaseException as exc:
             self.inv.complete(self, None, exc)
         else:
             self.inv.complete(self, value, None)
@@ -333,7 +353,7 @@ class Invocation:
                 future = self.executor.submit(task.fn, *task.args, **task.kwargs)
                 task.future = future
                 future.add_done_callback(task.from_future)
-        except BaseException as exc:  # noqa: BLE001  (shut down, refused, broken pool)
+        except BaseException as exc:
             self.refused = exc
             with self.cond:
                 if task.state != QUEUED:
@@ -395,9 +415,8 @@ def resolve(value: Any) -> Any:
         for key, item in value.items():
             if type(item) is Pending:
                 value[key] = item.task.inv.force(item.task)
-    elif kind is tuple:
-        if any(type(item) is Pending for item in value):
-            return tuple(resolve(item) if type(item) is Pending else item for item in value)
+    elif kind is tuple and any(type(item) is Pending for item in value):
+        return tuple(resolve(item) if type(item) is Pending else item for item in value)
     return value
 
 

@@ -148,7 +148,7 @@ class Program:
             return cls(fn)
         except RewriteError:
             raise
-        except Exception as exc:  # noqa: BLE001  (bytecode raises many types on odd code)
+        except Exception as exc:
             raise RewriteError(f"{type(exc).__name__}: {exc}") from exc
 
     # -- analysis ----------------------------------------------------------
@@ -243,7 +243,7 @@ class Program:
             return self._combine(variants, dispatch, hooks)
         except RewriteError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise RewriteError(f"{type(exc).__name__}: {exc}") from exc
 
     def _combine(self, variants: list[Variant], dispatch: Callable[..., int],
@@ -278,7 +278,7 @@ class Program:
                 loads.append(Instr("LOAD_DEREF", CellVar(name), location=loc))
             else:
                 loads.append(Instr("LOAD_FAST", name, location=loc))
-        return loads + [Instr("BUILD_TUPLE", n, location=loc)]
+        return [*loads, Instr("BUILD_TUPLE", n, location=loc)]
 
     def nested_code(self, unit: _Unit, variant: Variant, hooks: Hooks) -> CodeType:
         """A rewritten nested code object (comprehension or nested function)."""

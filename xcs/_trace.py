@@ -101,8 +101,22 @@ class Trace:
 
 
 class _Open:
-    __slots__ = ("index", "site", "fn", "frame", "start", "cpu0", "deps", "parent",
-                 "opaque", "end", "cpu", "raised", "first_use", "op_uses")
+    __slots__ = (
+        "cpu",
+        "cpu0",
+        "deps",
+        "end",
+        "first_use",
+        "fn",
+        "frame",
+        "index",
+        "op_uses",
+        "opaque",
+        "parent",
+        "raised",
+        "site",
+        "start",
+    )
 
     def __init__(self) -> None:
         self.end: float | None = None
@@ -358,5 +372,5 @@ def _name(fn: Any) -> str:
         if name is None:
             name = type(fn).__qualname__ + " object"
         return str(name)
-    except Exception:  # noqa: BLE001  (a callee with a raising __getattr__)
+    except Exception:
         return "?"

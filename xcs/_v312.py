@@ -11,6 +11,7 @@ from typing import Any
 
 from bytecode import Instr, Label
 
+from xcs import _v311
 from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
     EFFECT_FIX,
     SLOT_BELOW_CALLABLE,
@@ -23,7 +24,6 @@ from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
     split_pair,
     unborrow,
 )
-from xcs import _v311
 
 VERSION = (3, 12)
 CALL_PREFIX = frozenset({"KW_NAMES"})
