@@ -47,13 +47,14 @@ class Val:
     openers: frozenset[int] = frozenset()  # call openers that may have pushed this slot
     aliases: frozenset[str] = frozenset()  # locals this value may have been loaded from
     what: Any = None  # ("code", c), ("func", c) or APPEND, when known on every path
+    origin: int = 1 << 30  # the first instruction that went into computing it
 
     def join(self, other: Val) -> Val:
         if self == other:
             return self
         what = self.what if self.what == other.what else None
         return Val(self.bits | other.bits, self.openers | other.openers,
-                   self.aliases | other.aliases, what)
+                   self.aliases | other.aliases, what, min(self.origin, other.origin))
 
 
 CLEAN = Val()
@@ -202,6 +203,7 @@ class Flow:
     kwnull_openers: set[int] = field(default_factory=set)
     stores_outside: set[int] = field(default_factory=set)  # stores into containers not built here
     lazy_ops: dict[int, int] = field(default_factory=dict)  # pure operator on a placeholder -> arity
+    with_starts: dict[int, int] = field(default_factory=dict)  # with-enter -> its expression's start
 
 
 def callee_name(val: Val) -> str | None:
@@ -305,6 +307,9 @@ class _Step:
         self.resolve: list[int] = []
         self.pushed: list[Val] = []
         self.effect_known = False
+        self.origin = i
+        if sim.recording and sim.ops.is_with_enter(self.instr) and self.stack:
+            sim.flow.with_starts[i] = min(i, self.stack[-1].origin)
         self._transfer()
 
     # -- helpers -----------------------------------------------------------
@@ -315,6 +320,7 @@ class _Step:
             return []
         items = self.stack[-n:]
         del self.stack[-n:]
+        self.origin = min(self.origin, min(v.origin for v in items))
         return items
 
     def _depth_of(self, pos: int) -> int:
@@ -333,10 +339,12 @@ class _Step:
 
     def after(self, jump: bool) -> State:
         stack = list(self.stack)
-        if self.effect_known:
-            stack.extend(self.pushed)
-        else:
-            stack.extend(self._generic_push(jump))
+        pushed = self.pushed if self.effect_known else self._generic_push(jump)
+        if self.instr.name not in ("COPY", "SWAP"):  # shuffles move values, make none
+            origin = self.origin
+            pushed = [v if v.origin <= origin else
+                      Val(v.bits, v.openers, v.aliases, v.what, origin) for v in pushed]
+        stack.extend(pushed)
         return State(tuple(stack), self.locs)
 
     # -- transfer ----------------------------------------------------------
@@ -549,7 +557,7 @@ class _Step:
         val = self.stack[-n]
         if not val.bits & ESC:  # two references to a fresh container: no longer fresh
             self._escape(val)
-            val = Val(val.bits | ESC, val.openers, val.aliases, val.what)
+            val = Val(val.bits | ESC, val.openers, val.aliases, val.what, val.origin)
             self.stack[-n] = val
         self._done([val])
 
@@ -606,7 +614,8 @@ class _Step:
                 self._observe(pos, val)
         if holds:
             self.stack[-container_depth] = Val(container.bits | LCT, container.openers,
-                                               container.aliases, container.what)
+                                               container.aliases, container.what,
+                                               container.origin)
 
     def _op_LIST_APPEND(self) -> None:
         base = len(self.stack) - 1

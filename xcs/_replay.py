@@ -399,6 +399,13 @@ class Invocation:
         if self.on_exit is not None:
             on_exit, self.on_exit = self.on_exit, None
             on_exit(self, raised)
+        # Tasks and the invocation point at each other: let results and inputs go
+        # now rather than at the next garbage collection.
+        for task in self.tasks:
+            task.value = task.tb = None
+            task.fn = task.args = task.kwargs = task.ctx = None
+        self.tasks = []
+        self.waits = []
 
 
 def resolve(value: Any) -> Any:

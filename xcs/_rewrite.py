@@ -356,8 +356,12 @@ class Program:
             for index, instr in enumerate(cfg.instrs):
                 if cfg.protected[index]:
                     continue  # nothing is ever pending inside protected code
-                if (ops.is_with_enter(instr) or instr.name in SIDE_EFFECTS
-                        or index in flow.stores_outside):
+                if ops.is_with_enter(instr):
+                    # Before the context manager expression: ``with open(p, "wb")``
+                    # must not truncate a file when a call deferred before it failed.
+                    start = flow.with_starts.get(index, index)
+                    at(start).extend(_barrier(hooks.barrier, instr.location))
+                elif instr.name in SIDE_EFFECTS or index in flow.stores_outside:
                     at(index).extend(_barrier(hooks.barrier, instr.location))
 
         out: list[Any] = []
