@@ -102,7 +102,7 @@ def run(latency: float = 0.2, n_docs: int = 8, n_models: int = 3, out: TextIO | 
     models, judge = _models(n_models, latency, base_url, model)
     docs = [f"document {i}: notes about topic {i % 3}" for i in range(n_docs)]
     question = "What changed this quarter?"
-    fast = jit(research)
+    fast: Any = jit(research)
     calls = n_docs + n_models + 1
     where = f"the endpoint {base_url}" if base_url else f"a simulated model (~{latency * 1e3:.0f} ms a call)"
     print(f"xcs demo: {n_docs} document summaries, {n_models} drafts and a judge "
@@ -125,11 +125,11 @@ def run(latency: float = 0.2, n_docs: int = 8, n_models: int = 3, out: TextIO | 
     print(f"  jit, later calls  {best:7.2f} s   speedup {plain / best:4.1f}x{ideal}", file=out)
     if base_url is None:
         print(f"  results identical to plain: {'yes' if same else 'NO'}", file=out)
-    stats = fast.stats()  # type: ignore[attr-defined]
+    stats = fast.stats()
     for sig in stats.signatures:
         print(f"  plan: {sig.status}; deferred call sites: {', '.join(sig.deferred_sites) or '-'}; "
               f"estimated {sig.estimated_speedup or 1:.1f}x", file=out)
-    state = fast.__xcs__  # type: ignore[attr-defined]
+    state = fast.__xcs__
     for entry in list(state.entries.values())[:1]:
         timeline = entry.last_timeline()
         if timeline is not None:
@@ -137,4 +137,4 @@ def run(latency: float = 0.2, n_docs: int = 8, n_models: int = 3, out: TextIO | 
                   file=out)
             for line in timeline_text(timeline, width=56).splitlines():
                 print("  " + line, file=out)
-    return same
+    return bool(same)

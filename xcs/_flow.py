@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
 
-from bytecode import Bytecode, Instr, Label, TryBegin, TryEnd
+from bytecode import Bytecode, Instr, Label
+from bytecode.instr import TryBegin, TryEnd
 
 from xcs._errors import RewriteError
 
@@ -103,7 +104,7 @@ class Cfg:
                 self.instrs.append(item)
                 self.region.append(active)
         self.succ: list[list[tuple[int, bool]]] = []
-        monitor_only = getattr(ops, "MONITOR_ONLY_JUMPS", frozenset())
+        monitor_only: frozenset[str] = getattr(ops, "MONITOR_ONLY_JUMPS", frozenset())
         for i, instr in enumerate(self.instrs):
             edges: list[tuple[int, bool]] = []
             if instr.has_jump() and instr.name not in monitor_only:
@@ -301,6 +302,7 @@ class _Step:
         self.sim = sim
         self.i = i
         self.instr = sim.cfg.instrs[i]
+        self.arg: Any = self.instr.arg  # its type depends on the opcode
         self.stack = list(state.stack)
         self.locs = dict(state.locs)
         self.depth0 = len(self.stack)
@@ -445,7 +447,7 @@ class _Step:
         items = self._take(popped)
         callable_val = CLEAN
         if self.instr.name == "LOAD_GLOBAL":
-            callable_val = Val(PLAIN, what=("global", self.instr.arg[1]))
+            callable_val = Val(PLAIN, what=("global", self.arg[1]))
         receiver = items[0] if items else None
         if (receiver is not None and ops.method_name(self.instr) == "append"
                 and not receiver.bits & (ESC | NOTLIST) and popped == 1):
@@ -527,16 +529,16 @@ class _Step:
             self.locs[local] = bits
 
     def _op_DELETE_FAST(self) -> None:
-        self.locs[getattr(self.instr.arg, "name", self.instr.arg)] = PLAIN
+        self.locs[getattr(self.arg, "name", self.arg)] = PLAIN
         self._done([])
 
     def _op_LOAD_GLOBAL(self) -> None:
         self._generic()
-        name = self.instr.arg[1] if isinstance(self.instr.arg, tuple) else self.instr.arg
+        name = self.arg[1] if isinstance(self.arg, tuple) else self.arg
         self._done([Val(PLAIN, what=("global", name))])
 
     def _op_LOAD_CONST(self) -> None:
-        arg = self.instr.arg
+        arg = self.arg
         self._done([Val(PLAIN, what=("code", arg)) if isinstance(arg, CodeType) else CLEAN])
 
     def _op_MAKE_FUNCTION(self) -> None:
@@ -553,7 +555,7 @@ class _Step:
 
     # -- stack shuffles --------------------------------------------------------
     def _op_COPY(self) -> None:
-        n = self.instr.arg
+        n = self.arg
         val = self.stack[-n]
         if not val.bits & ESC:  # two references to a fresh container: no longer fresh
             self._escape(val)
@@ -562,7 +564,7 @@ class _Step:
         self._done([val])
 
     def _op_SWAP(self) -> None:
-        n = self.instr.arg
+        n = self.arg
         self.stack[-1], self.stack[-n] = self.stack[-n], self.stack[-1]
         self._done([])
 
@@ -573,7 +575,7 @@ class _Step:
     # -- containers --------------------------------------------------------------
     def _build(self, kind: int, keyed: bool) -> None:
         """BUILD_LIST/TUPLE/MAP: values may be placeholders, keys may not."""
-        count = self.instr.arg * (2 if keyed else 1)
+        count = self.arg * (2 if keyed else 1)
         base = len(self.stack) - count
         holds = False
         for k, val in enumerate(self._take(count)):
@@ -621,7 +623,7 @@ class _Step:
         base = len(self.stack) - 1
         (value,) = self._take(1)
         self.stack.append(value)  # put back while the container is inspected
-        self._add_to(self.instr.arg + 1, [(base, value)], NOTLIST)
+        self._add_to(self.arg + 1, [(base, value)], NOTLIST)
         self.stack.pop()
         self._done([])
 
@@ -629,7 +631,7 @@ class _Step:
         base = len(self.stack) - 2
         key, value = self.stack[-2], self.stack[-1]
         self._observe(base, key)
-        self._add_to(self.instr.arg + 2, [(base + 1, value)], NOTDICT)
+        self._add_to(self.arg + 2, [(base + 1, value)], NOTDICT)
         self._take(2)
         self._done([])
 
@@ -663,7 +665,7 @@ class _Step:
             self.resolve.append(self._depth_of(base))
         self._escape(val)
         element = Val(PLAIN | PH) if val.bits & (LCT | TCT) else CLEAN
-        self._done([element] * self.instr.arg)
+        self._done([element] * self.arg)
 
     # -- returns -------------------------------------------------------------------
     def _op_RETURN_VALUE(self) -> None:

@@ -62,7 +62,7 @@ class Graph:
         owner: dict[int, int] = {}  # call index -> the body's call it happened in
         nodes: list[Node] = []
         for call in trace.calls:
-            index = call.index
+            index = call.seq
             if call.parent is not None:
                 owner[index] = owner.get(call.parent, call.parent)
                 continue
@@ -103,9 +103,10 @@ class Graph:
             prev.append(choice)
         if not best:
             return 0.0, []
-        last: int | None = max(range(len(best)), key=best.__getitem__)
-        length = best[last]
+        end = max(range(len(best)), key=best.__getitem__)
+        length = best[end]
         path = []
+        last: int | None = end
         while last is not None:
             path.append(last)
             last = prev[last]

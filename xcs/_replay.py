@@ -112,9 +112,9 @@ class Task:
         self.seq = seq
         self.site = site
         self.line = line
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
+        self.fn: Any = fn
+        self.args: Any = args  # dropped (None) once the call is done
+        self.kwargs: Any = kwargs
         self.ctx: contextvars.Context | None = None
         self.state = WAITING
         self.value: Any = None
@@ -260,7 +260,8 @@ class Invocation:
             if run_here:
                 task.execute()
                 return
-            self.wait(dep)
+            if dep is not None:
+                self.wait(dep)
 
     def finish(self, value: Any) -> Any:
         """The body returned ``value``: finish every deferred call first."""

@@ -21,11 +21,16 @@ from dataclasses import dataclass, field
 from types import CodeType, FunctionType
 from typing import Any, Protocol
 
-from bytecode import UNSET, Bytecode, CellVar, Instr, Label, TryBegin, TryEnd
+from bytecode import Bytecode, Instr, Label
+from bytecode.instr import UNSET, CellVar, TryBegin, TryEnd
 
-from xcs._compat import UNSUPPORTED, ops
+from xcs import _compat
 from xcs._errors import RewriteError
 from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, Val, simulate
+
+# The version module (see _compat); the rewrite stage is only used where it exists.
+ops: Any = _compat.ops
+UNSUPPORTED = _compat.UNSUPPORTED
 
 __all__ = ["Hooks", "OpSite", "Program", "RewriteError", "Site", "Variant"]
 
@@ -81,11 +86,16 @@ class OpSite:
 class Hooks(Protocol):
     """Callables that the trace and replay stages place into rewritten code."""
 
-    use: Callable[[Any], Any]
-    resolve: Callable[[Any], Any]
-    barrier: Callable[[Any], Any]
-    finish: Callable[[Any], Any]
-    abort: Callable[[BaseException], BaseException]
+    @property
+    def use(self) -> Callable[[Any], Any]: ...
+    @property
+    def resolve(self) -> Callable[[Any], Any]: ...
+    @property
+    def barrier(self) -> Callable[[Any], Any]: ...
+    @property
+    def finish(self) -> Callable[[Any], Any]: ...
+    @property
+    def abort(self) -> Callable[[BaseException], BaseException]: ...
 
     def before(self, site: int) -> Callable[..., Any]: ...
     def after(self, site: int) -> Callable[[Any], Any]: ...
@@ -251,7 +261,7 @@ class Program:
         main = self.main
         items = list(main.bytecode)
         prefix, body = items[:self._prefix_len], items[self._prefix_len:]
-        loc = prefix[-1].location
+        loc = _location(prefix)
         out: list[Any] = list(prefix)
         out += self._load_params(loc)
         out += ops.apply(dispatch, loc)
@@ -304,10 +314,12 @@ class Program:
                             lazy=lazy_ops)
         probed_ops = {i: n for i, n in flow.lazy_ops.items() if i in unit.op_ids and trace}
         lazy_here = {i: n for i, n in flow.lazy_ops.items() if i in lazy_ops and not trace}
-        children = {index: self._child_code(child, variant, hooks)
-                    for index, child in unit.children.items()}
-        children = {k: v for k, v in children.items() if v is not None}
-        normalize = set()
+        children: dict[int, CodeType] = {}
+        for index, child in unit.children.items():
+            code = self._child_code(child, variant, hooks)
+            if code is not None:
+                children[index] = code
+        normalize: set[int] = set()
         for index, call in flow.calls.items():
             if trace or index in deferred_calls:
                 normalize |= call.openers
@@ -404,7 +416,8 @@ class Program:
         loc = instr.location
         opener = ops.opener(instr)
         if index in normalize and opener is not None and opener[0]:  # a method-form load
-            return ops.normalize(instr)
+            normalized: list[Instr] = ops.normalize(instr)
+            return normalized
         if index in children:
             return [Instr("LOAD_CONST", children[index], location=loc)]
         if unit.kind == "main":
@@ -522,9 +535,10 @@ def _location(items: list[Any]) -> Any:
 
 def _resolve_at(depth: int, hook: Callable[[Any], Any], loc: Any) -> list[Instr]:
     """Replace the stack item at ``depth`` (1 = top) with ``hook(item)``."""
+    applied: list[Instr] = ops.apply(hook, loc)
     if depth == 1:
-        return ops.apply(hook, loc)
-    return [Instr("COPY", depth, location=loc), *ops.apply(hook, loc),
+        return applied
+    return [Instr("COPY", depth, location=loc), *applied,
             Instr("SWAP", depth + 1, location=loc), Instr("POP_TOP", location=loc)]
 
 
@@ -595,17 +609,18 @@ def _clone(items: Iterable[Any]) -> list[Any]:
         if isinstance(item, Label):
             out.append(labels.setdefault(item, Label()))
         elif isinstance(item, TryBegin):
-            new = TryBegin(labels.setdefault(item.target, Label()), item.push_lasti,
-                           item.stack_depth)
-            blocks[id(item)] = new
-            out.append(new)
+            block = TryBegin(labels.setdefault(item.target, Label()), item.push_lasti,
+                             item.stack_depth)
+            blocks[id(item)] = block
+            out.append(block)
         elif isinstance(item, TryEnd):
             out.append(TryEnd(blocks[id(item.entry)]))
         elif isinstance(item, Instr):
-            new = item.copy()
             if isinstance(item.arg, Label):
-                new = Instr(item.name, labels.setdefault(item.arg, Label()), location=item.location)
-            out.append(new)
+                out.append(Instr(item.name, labels.setdefault(item.arg, Label()),
+                                 location=item.location))
+            else:
+                out.append(item.copy())
         else:
             out.append(item)
     return out

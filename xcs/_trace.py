@@ -61,7 +61,7 @@ class Call(NamedTuple):
     calls, and a tuple is built several times faster.
     """
 
-    index: int
+    seq: int  # position in the trial's calls
     site: int
     callee: str
     start: float  # seconds since the trial began
@@ -95,28 +95,25 @@ class Trace:
                  + (" (raised)" if self.raised else "")]
         for c in self.calls:
             deps = ",".join(map(str, c.deps)) or "-"
-            lines.append(f"  #{c.index} site {c.site} {c.callee} {c.duration * 1e3:.3f} ms"
+            lines.append(f"  #{c.seq} site {c.site} {c.callee} {c.duration * 1e3:.3f} ms"
                          f" deps {deps}" + ("" if c.parent is None else f" in #{c.parent}"))
         return "\n".join(lines)
 
 
 class _Open:
-    __slots__ = (
-        "cpu",
-        "cpu0",
-        "deps",
-        "end",
-        "first_use",
-        "fn",
-        "frame",
-        "index",
-        "op_uses",
-        "opaque",
-        "parent",
-        "raised",
-        "site",
-        "start",
-    )
+    """A call being recorded (mutable until the trial ends)."""
+
+    __slots__ = ("cpu", "cpu0", "deps", "end", "first_use", "fn", "frame", "index", "op_uses",
+                 "opaque", "parent", "raised", "site", "start")
+    index: int
+    site: int
+    fn: Any
+    frame: Any
+    start: float
+    cpu0: float | None
+    deps: tuple[int, ...]
+    parent: int | None
+    opaque: bool
 
     def __init__(self) -> None:
         self.end: float | None = None

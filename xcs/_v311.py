@@ -1,3 +1,4 @@
+# mypy: implicit-reexport
 """CPython 3.11: the call protocol and stack model that the rewrite relies on.
 
 Every CPython-version-specific fact that xcs uses lives in one module per
@@ -93,23 +94,28 @@ LOAD_FAST_OPS = frozenset({"LOAD_FAST"})
 STORE_FAST_OPS = frozenset({"STORE_FAST"})
 
 
+def arg(instr: Instr) -> Any:
+    """The instruction's argument; its type depends on the opcode (bytecode types it as a union)."""
+    return instr.arg
+
+
 def count(table: dict[str, _Count], instr: Instr, default: int | None = None) -> int | None:
     """The entry of ``table`` for ``instr``, evaluated on its argument."""
     entry = table.get(instr.name, default)
     if callable(entry):
-        arg = instr.arg
-        return entry(arg if isinstance(arg, int) else 0)
+        value = arg(instr)
+        return entry(value if isinstance(value, int) else 0)
     return entry
 
 
 def local_loads(instr: Instr) -> tuple[str, ...] | None:
     """Names of the fast locals ``instr`` pushes, in push order."""
-    return (instr.arg,) if instr.name in LOAD_FAST_OPS else None
+    return (arg(instr),) if instr.name in LOAD_FAST_OPS else None
 
 
 def local_stores(instr: Instr) -> tuple[str, ...] | None:
     """Names of the fast locals ``instr`` stores into, in pop order (top first)."""
-    return (instr.arg,) if instr.name in STORE_FAST_OPS else None
+    return (arg(instr),) if instr.name in STORE_FAST_OPS else None
 
 
 def opener(instr: Instr) -> tuple[int, tuple[str, ...]] | None:
@@ -121,7 +127,7 @@ def opener(instr: Instr) -> tuple[int, tuple[str, ...]] | None:
     name = instr.name
     if name == "PUSH_NULL":
         return 0, ("slot",)
-    if name == "LOAD_GLOBAL" and instr.arg[0]:
+    if name == "LOAD_GLOBAL" and arg(instr)[0]:
         return 0, ("slot", "callable")
     if name == "LOAD_METHOD":
         return 1, ("slot", "callable")
@@ -130,13 +136,13 @@ def opener(instr: Instr) -> tuple[int, tuple[str, ...]] | None:
 
 def method_name(instr: Instr) -> str | None:
     """The attribute name of a method-form opener, else None."""
-    return instr.arg if instr.name == "LOAD_METHOD" else None
+    return arg(instr) if instr.name == "LOAD_METHOD" else None
 
 
 def normalize(instr: Instr) -> list[Instr]:
     """Rewrite a method-form opener to push ``NULL, bound method``."""
     loc = instr.location
-    return [Instr("LOAD_ATTR", instr.arg, location=loc), Instr("PUSH_NULL", location=loc),
+    return [Instr("LOAD_ATTR", arg(instr), location=loc), Instr("PUSH_NULL", location=loc),
             Instr("SWAP", 2, location=loc)]
 
 
@@ -148,9 +154,9 @@ def call_roles(instr: Instr) -> tuple[str, ...] | None:
     CALL_FUNCTION_EX (``"kwnull"`` when that mapping slot holds NULL).
     """
     if instr.name == "CALL":
-        return ("slot", "callable") + ("arg",) * instr.arg
+        return ("slot", "callable") + ("arg",) * int(arg(instr))
     if instr.name == "CALL_FUNCTION_EX":
-        return ("slot", "callable", "star") + (("kwstar",) if instr.arg & 1 else ())
+        return ("slot", "callable", "star") + (("kwstar",) if arg(instr) & 1 else ())
     return None
 
 
@@ -193,9 +199,9 @@ def lazy_op(instr: Instr) -> Callable[..., Any] | None:
     """A function computing ``instr`` from its operands, for the pure operators above."""
     name = instr.name
     if name == "BINARY_OP":
-        return _BINARY.get(int(instr.arg))
+        return _BINARY.get(int(arg(instr)))
     if name == "FORMAT_VALUE":
-        return _format_value(instr.arg)
+        return _format_value(arg(instr))
     if name == "BUILD_STRING":
         return _build_string
     return None

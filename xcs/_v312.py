@@ -1,3 +1,4 @@
+# mypy: implicit-reexport
 """CPython 3.12: what changed in the call protocol and stack model since 3.11.
 
 PRECALL and LOAD_METHOD are gone (LOAD_ATTR and LOAD_SUPER_ATTR carry a
@@ -16,10 +17,10 @@ from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
     EFFECT_FIX,
     SLOT_BELOW_CALLABLE,
     _bits,
+    arg,
     count,
     is_with_enter,
     lazy_op,
-    local_loads,
     local_stores,
     split_pair,
     unborrow,
@@ -51,35 +52,35 @@ LOAD_FAST_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_AND_CLEAR"
 STORE_FAST_OPS = _v311.STORE_FAST_OPS
 
 
-def local_loads(instr: Instr) -> tuple[str, ...] | None:  # noqa: F811
-    return (instr.arg,) if instr.name in LOAD_FAST_OPS else None
+def local_loads(instr: Instr) -> tuple[str, ...] | None:
+    return (arg(instr),) if instr.name in LOAD_FAST_OPS else None
 
 
 def opener(instr: Instr) -> tuple[int, tuple[str, ...]] | None:
     name = instr.name
     if name == "PUSH_NULL":
         return 0, ("slot",)
-    if name == "LOAD_GLOBAL" and instr.arg[0]:
+    if name == "LOAD_GLOBAL" and arg(instr)[0]:
         return 0, ("slot", "callable")
-    if name == "LOAD_ATTR" and instr.arg[0]:
+    if name == "LOAD_ATTR" and arg(instr)[0]:
         return 1, ("slot", "callable")
-    if name == "LOAD_SUPER_ATTR" and instr.arg[0]:
+    if name == "LOAD_SUPER_ATTR" and arg(instr)[0]:
         return 3, ("slot", "callable")
     return None
 
 
 def method_name(instr: Instr) -> str | None:
-    if instr.name == "LOAD_ATTR" and instr.arg[0]:
-        return str(instr.arg[1])
+    if instr.name == "LOAD_ATTR" and arg(instr)[0]:
+        return str(arg(instr)[1])
     return None
 
 
 def normalize(instr: Instr) -> list[Instr]:
     loc = instr.location
     if instr.name == "LOAD_SUPER_ATTR":
-        plain = Instr("LOAD_SUPER_ATTR", (False, instr.arg[1], instr.arg[2]), location=loc)
+        plain = Instr("LOAD_SUPER_ATTR", (False, arg(instr)[1], arg(instr)[2]), location=loc)
     else:
-        plain = Instr("LOAD_ATTR", (False, instr.arg[1]), location=loc)
+        plain = Instr("LOAD_ATTR", (False, arg(instr)[1]), location=loc)
     return [plain, Instr("PUSH_NULL", location=loc), Instr("SWAP", 2, location=loc)]
 
 
@@ -104,7 +105,7 @@ jump_backward = _v311.jump_backward
 
 def return_const(instr: Instr) -> tuple[bool, object]:
     if instr.name == "RETURN_CONST":
-        return True, instr.arg
+        return True, arg(instr)
     return False, None
 
 

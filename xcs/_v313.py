@@ -1,3 +1,4 @@
+# mypy: implicit-reexport
 """CPython 3.13: what changed in the call protocol and stack model since 3.12.
 
 The slot moved *above* the callable (``callable, NULL, args``), keyword calls
@@ -16,6 +17,7 @@ from xcs import _v311, _v312
 from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
     _bits,
     apply,
+    arg,
     call,
     count,
     is_with_enter,
@@ -52,22 +54,22 @@ LOAD_FAST_PAIRS = frozenset({"LOAD_FAST_LOAD_FAST"})
 def local_loads(instr: Instr) -> tuple[str, ...] | None:
     name = instr.name
     if name in LOAD_FAST_OPS:
-        return (instr.arg,)
+        return (arg(instr),)
     if name in LOAD_FAST_PAIRS:
-        return tuple(instr.arg)
+        return tuple(arg(instr))
     if name == "STORE_FAST_LOAD_FAST":
-        return (instr.arg[1],)
+        return (arg(instr)[1],)
     return None
 
 
 def local_stores(instr: Instr) -> tuple[str, ...] | None:
     name = instr.name
     if name in STORE_FAST_OPS:
-        return (instr.arg,)
+        return (arg(instr),)
     if name == "STORE_FAST_STORE_FAST":
-        return tuple(instr.arg)
+        return tuple(arg(instr))
     if name == "STORE_FAST_LOAD_FAST":
-        return (instr.arg[0],)
+        return (arg(instr)[0],)
     return None
 
 
@@ -75,11 +77,11 @@ def opener(instr: Instr) -> tuple[int, tuple[str, ...]] | None:
     name = instr.name
     if name == "PUSH_NULL":
         return 0, ("slot",)
-    if name == "LOAD_GLOBAL" and instr.arg[0]:
+    if name == "LOAD_GLOBAL" and arg(instr)[0]:
         return 0, ("callable", "slot")
-    if name == "LOAD_ATTR" and instr.arg[0]:
+    if name == "LOAD_ATTR" and arg(instr)[0]:
         return 1, ("callable", "slot")
-    if name == "LOAD_SUPER_ATTR" and instr.arg[0]:
+    if name == "LOAD_SUPER_ATTR" and arg(instr)[0]:
         return 3, ("callable", "slot")
     return None
 
@@ -87,20 +89,20 @@ def opener(instr: Instr) -> tuple[int, tuple[str, ...]] | None:
 def normalize(instr: Instr) -> list[Instr]:
     loc = instr.location
     if instr.name == "LOAD_SUPER_ATTR":
-        plain = Instr("LOAD_SUPER_ATTR", (False, instr.arg[1], instr.arg[2]), location=loc)
+        plain = Instr("LOAD_SUPER_ATTR", (False, arg(instr)[1], arg(instr)[2]), location=loc)
     else:
-        plain = Instr("LOAD_ATTR", (False, instr.arg[1]), location=loc)
+        plain = Instr("LOAD_ATTR", (False, arg(instr)[1]), location=loc)
     return [plain, Instr("PUSH_NULL", location=loc)]
 
 
 def call_roles(instr: Instr) -> tuple[str, ...] | None:
     name = instr.name
     if name == "CALL":
-        return ("callable", "slot") + ("arg",) * instr.arg
+        return ("callable", "slot") + ("arg",) * int(arg(instr))
     if name == "CALL_KW":
-        return ("callable", "slot") + ("arg",) * instr.arg + ("kwnames",)
+        return ("callable", "slot") + ("arg",) * int(arg(instr)) + ("kwnames",)
     if name == "CALL_FUNCTION_EX":
-        return ("callable", "slot", "star") + (("kwstar",) if instr.arg & 1 else ())
+        return ("callable", "slot", "star") + (("kwstar",) if arg(instr) & 1 else ())
     return None
 
 
@@ -120,7 +122,7 @@ def lazy_op(instr: Instr) -> Callable[..., Any] | None:
     if name == "FORMAT_WITH_SPEC":
         return _format_with_spec
     if name == "CONVERT_VALUE":
-        return _v311._CONVERSIONS[int(instr.arg)]
+        return _v311._CONVERSIONS[int(arg(instr))]
     if name == "FORMAT_VALUE":
         return None
     return _v311.lazy_op(instr)
@@ -129,7 +131,7 @@ def lazy_op(instr: Instr) -> Callable[..., Any] | None:
 def split_pair(instr: Instr) -> list[Instr] | None:
     """Two plain loads for a two-local superinstruction, so that each can be resolved."""
     if instr.name in LOAD_FAST_PAIRS:
-        first, second = instr.arg
+        first, second = arg(instr)
         return [Instr("LOAD_FAST", first, location=instr.location),
                 Instr("LOAD_FAST", second, location=instr.location)]
     return None

@@ -1,3 +1,4 @@
+# mypy: implicit-reexport
 """CPython 3.14: what changed in the call protocol and stack model since 3.13.
 
 ``with`` calls ``__enter__``/``__exit__`` through LOAD_SPECIAL and CALL,
@@ -17,6 +18,7 @@ from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
     SLOT_BELOW_CALLABLE,
     _bits,
     apply,
+    arg,
     call,
     count,
     jump_backward,
@@ -52,11 +54,11 @@ LOAD_FAST_PAIRS = _v313.LOAD_FAST_PAIRS | {"LOAD_FAST_BORROW_LOAD_FAST_BORROW"}
 def local_loads(instr: Instr) -> tuple[str, ...] | None:
     name = instr.name
     if name in LOAD_FAST_OPS:
-        return (instr.arg,)
+        return (arg(instr),)
     if name in LOAD_FAST_PAIRS:
-        return tuple(instr.arg)
+        return tuple(arg(instr))
     if name == "STORE_FAST_LOAD_FAST":
-        return (instr.arg[1],)
+        return (arg(instr)[1],)
     return None
 
 
@@ -65,7 +67,7 @@ local_stores = _v313.local_stores
 
 def split_pair(instr: Instr) -> list[Instr] | None:
     if instr.name in LOAD_FAST_PAIRS:
-        first, second = instr.arg
+        first, second = arg(instr)
         return [Instr("LOAD_FAST", first, location=instr.location),
                 Instr("LOAD_FAST", second, location=instr.location)]
     return None
@@ -87,7 +89,7 @@ def unborrow(instr: Instr) -> Instr:
     # A borrowed load relies on the compiler's proof that the local outlives
     # the stack item; instructions inserted by the rewrite would void that proof.
     if instr.name == "LOAD_FAST_BORROW":
-        return Instr("LOAD_FAST", instr.arg, location=instr.location)
+        return Instr("LOAD_FAST", arg(instr), location=instr.location)
     if instr.name == "LOAD_FAST_BORROW_LOAD_FAST_BORROW":
-        return Instr("LOAD_FAST_LOAD_FAST", instr.arg, location=instr.location)
+        return Instr("LOAD_FAST_LOAD_FAST", arg(instr), location=instr.location)
     return instr

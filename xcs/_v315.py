@@ -1,3 +1,4 @@
+# mypy: implicit-reexport
 """CPython 3.15: what changed in the call protocol and stack model since 3.14.
 
 A for-loop iterator occupies two stack items (the iterable and an index), so
@@ -17,6 +18,7 @@ from xcs._v314 import (  # noqa: F401  (re-exported: unchanged since 3.14)
     STORE_FAST_OPS,
     _bits,
     apply,
+    arg,
     call,
     call_roles,
     count,
