@@ -53,16 +53,38 @@ def test_containers_are_resolved_in_place():
     inv.executor.shutdown()
 
 
-def test_waiting_thread_runs_a_task_no_worker_has_taken():
-    """On a saturated one-worker pool, the body runs the queued call itself."""
+def test_a_worker_waiting_for_a_queued_call_runs_it_itself():
+    """Nested on a one-worker pool, the waiting worker runs the queued call (no deadlock)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="test-pool")
+
+    def nested():
+        inner = Invocation(pool)
+        p = inner.defer(0, 1, threading.get_ident, (), {})
+        value = resolve(p)  # the only worker is this thread: it must run the call
+        inner.finish(None)
+        return value
+
+    outer = Invocation(pool)
+    p = outer.defer(0, 1, nested, (), {})
+    worker = resolve(p)
+    assert worker != threading.get_ident()
+    outer.finish(None)
+    pool.shutdown()
+
+
+def test_a_pool_of_n_workers_never_runs_more_than_n_calls():
+    """The body waits rather than running a queued call itself: the pool's cap holds."""
     pool = ThreadPoolExecutor(1, thread_name_prefix="test-pool")
     release = threading.Event()
-    pool.submit(release.wait, 5)  # occupy the only worker
+    busy = pool.submit(release.wait, 5)  # occupy the only worker
     inv = Invocation(pool)
     p = inv.defer(0, 1, threading.get_ident, (), {})
-    assert resolve(p) == threading.get_ident()
-    release.set()
+    timer = threading.Timer(0.2, release.set)
+    timer.start()
+    assert resolve(p) != threading.get_ident()  # ran on the worker, after it was free
+    assert busy.result() is True
     inv.finish(None)
+    timer.join()
     pool.shutdown()
 
 

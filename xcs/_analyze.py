@@ -26,7 +26,10 @@ MIN_SPEEDUP = 1.2  # below this estimate, later calls run the plain function
 MIN_DURATION = 100e-6  # a call shorter than this is not worth a trip to a worker
 SUBMIT_COST = 20e-6  # body time to defer one call (task, submit, placeholder)
 START_LATENCY = 60e-6  # from submit to the worker running the call
-CPU_BOUND = 0.5  # CPU time / wall time above which a call is CPU-bound
+# CPU time / wall time above which a call is CPU-bound.  I/O-bound calls sit near
+# 0.01; a CPU-bound call on a machine busy with other work gets well under a
+# full core, so the bar is low.
+CPU_BOUND = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,9 @@ class Plan:
         if slow < 2:
             reason = ("no calls recorded" if not graph.nodes else
                       "fewer than two slow calls that could be deferred")
+            kept = [why for why in notes.values() if "fast" not in why]
+            if kept:  # slow calls there were, but none may be deferred: say why
+                reason += f" ({max(set(kept), key=kept.count)})"
             return cls.plain(reason, tentative=True, notes=notes, time=graph.duration)
         gathers = frozenset(s for s in by_site if sites[s].append)
         # Operators saw only builtin immutable operands in the trial (str, int, ...):

@@ -44,6 +44,7 @@ MAX_TRIALS = 3  # trials per signature while the evidence is too thin to decide
 MAX_REPLAY_BODIES = 8  # distinct replay copies of one function's body
 
 log = logging.getLogger("xcs")
+log.addHandler(logging.NullHandler())  # a library logs; it never prints by itself
 _default: ThreadPoolExecutor | None = None
 _default_lock = threading.Lock()
 
@@ -58,9 +59,27 @@ def default_executor() -> ThreadPoolExecutor:
     return _default
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _outside_xcs() -> int:
+    """The warnings stacklevel of the first frame that is not xcs's own code."""
+    frame: Any = sys._getframe(2)  # _outside_xcs <- warnings.warn's caller <- ...
+    level = 2
+    while frame is not None and frame.f_code.co_filename.startswith(_HERE):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def _facts(executor: Executor) -> ExecutorFacts:
     workers = getattr(executor, "_max_workers", None)
     threads = isinstance(executor, ThreadPoolExecutor)
+    if not isinstance(workers, int):
+        try:  # dask.distributed's executor: ask its client how many threads it has
+            workers = sum(executor._client.nthreads().values())  # type: ignore[attr-defined]
+        except Exception:
+            workers = None
     if not isinstance(workers, int) or workers < 1:
         workers = DEFAULT_WORKERS
     if isinstance(executor, ProcessPoolExecutor):
@@ -328,7 +347,7 @@ class _Function:
         except RewriteError as exc:
             self.program = None
             self.reason = f"cannot rewrite its bytecode: {exc}"
-            self._warn(self.reason, stacklevel=5)
+            self._warn(self.reason)
         self.jitted = FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__,
                                    fn.__closure__)
         if fn.__kwdefaults__ is not None:
@@ -496,13 +515,14 @@ class _Function:
     def _internal(self, exc: BaseException) -> None:
         self._warn(f"internal error: {type(exc).__name__}: {exc}")
 
-    def _warn(self, reason: str, stacklevel: int = 4) -> None:
+    def _warn(self, reason: str) -> None:
         with self.lock:
             if reason in self.warned:
                 return
             self.warned.add(reason)
         log.warning("xcs runs %r plain: %s", self.name, reason)
-        warnings.warn(XcsWarning(f"xcs runs {self.name!r} plain: {reason}"), stacklevel=stacklevel)
+        warnings.warn(XcsWarning(f"xcs runs {self.name!r} plain: {reason}"),
+                      stacklevel=_outside_xcs())
 
     # -- introspection -------------------------------------------------------------
     def _where(self) -> dict[int, str]:
@@ -657,5 +677,5 @@ def _plain(fn: Any, reason: str) -> Any:
     name = getattr(fn, "__qualname__", None) or repr(fn)
     plain.stats = lambda: Stats(name, reason, ())  # type: ignore[attr-defined]
     plain.explain = lambda: f"{name}: runs plain: {reason}"  # type: ignore[attr-defined]
-    warnings.warn(XcsWarning(f"xcs runs {name!r} plain: {reason}"), stacklevel=4)
+    warnings.warn(XcsWarning(f"xcs runs {name!r} plain: {reason}"), stacklevel=_outside_xcs())
     return plain

@@ -37,6 +37,13 @@ _live: weakref.WeakSet[Invocation] = weakref.WeakSet()  # invocations not yet fi
 _clock = time.perf_counter
 
 
+class _WorkerState(threading.local):
+    busy = 0  # > 0 while this thread runs a deferred call for an executor
+
+
+_worker = _WorkerState()
+
+
 def live_invocations() -> int:
     """How many replays are in progress (tests check that none leak)."""
     return len(_live)
@@ -73,6 +80,10 @@ class Pending:
 
     def __repr__(self) -> str:
         return f"<xcs pending result of {self.task.name}()>"
+
+
+class _Unpicklable(Exception):
+    """A deferred call cannot be sent to a process or cluster executor."""
 
 
 class _Skipped(Exception):
@@ -132,7 +143,11 @@ class Task:
     def run(self) -> None:
         """Executor entry point: run the call unless someone else has taken it."""
         if self.inv.claim(self):
-            self.execute()
+            _worker.busy += 1
+            try:
+                self.execute()
+            finally:
+                _worker.busy -= 1
 
     def execute(self) -> None:
         args, kwargs, fn, ctx = self.args, self.kwargs, self.fn, self.ctx
@@ -151,7 +166,40 @@ class Task:
             self.inv.complete(self, None, None, cancelled=True)
             return
         exc = future.exception()
-        self.inv.complete(self, None if exc else future.result(), exc)
+        if exc is not None:
+            self.inv.complete(self, None, exc)
+            return
+        value, started, ended, where = future.result()
+        inv = self.inv
+        self.started = inv.t0 + (started - inv.wall0)  # wall clock of the worker
+        self.thread = where
+        inv.complete(self, value, None, ended=inv.t0 + (ended - inv.wall0))
+
+
+def remote_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """What a process or cluster executor runs: the call, and when and where it ran."""
+    started = time.time()
+    value = fn(*args, **kwargs)
+    import os
+
+    where = f"process {os.getpid()} {threading.current_thread().name}"
+    return value, started, time.time(), where
+
+
+def _picklable(executor: Executor, task: Task) -> bool:
+    """Whether a process or cluster executor will be able to send ``task`` to a worker."""
+    if type(executor).__module__.split(".")[0] in ("loky", "distributed", "dask"):
+        try:
+            import cloudpickle as pickler  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        except ImportError:
+            import pickle as pickler
+    else:
+        import pickle as pickler
+    try:
+        pickler.dumps((task.fn, task.args, task.kwargs))
+    except Exception:
+        return False
+    return True
 
 
 class Invocation:
@@ -244,7 +292,10 @@ class Invocation:
                 state = task.state
                 if state in _FINISHED:
                     return
-                if (state == QUEUED and self.claimable) or (
+                # A worker waiting for a queued call runs it itself, so that nested
+                # jitted functions cannot deadlock a small pool; any other thread
+                # waits, so that a pool of N workers never runs more than N calls.
+                if (state == QUEUED and self.claimable and _worker.busy) or (
                         state == HELD and threading.get_ident() == self.body):
                     task.state = RUNNING
                     run_here = True
@@ -291,9 +342,9 @@ class Invocation:
             return True
 
     def complete(self, task: Task, value: Any, error: BaseException | None,
-                 cancelled: bool = False) -> None:
+                 cancelled: bool = False, ended: float = 0.0) -> None:
         ready: list[Task] = []
-        ended = _clock()
+        ended = ended or _clock()
         with self.cond:
             task.ended = ended
             if not task.started:
@@ -349,9 +400,11 @@ class Invocation:
         try:
             if self.claimable:
                 self.executor.submit(task.run)
-            else:  # the executor does not say when the call starts: count from here
-                task.started = _clock()
-                future = self.executor.submit(task.fn, *task.args, **task.kwargs)
+            else:
+                if not _picklable(self.executor, task):
+                    raise _Unpicklable(f"cannot pickle {task.name}() to send it to the executor's "
+                                       "workers")
+                future = self.executor.submit(remote_call, task.fn, task.args, task.kwargs)
                 task.future = future
                 future.add_done_callback(task.from_future)
         except BaseException as exc:
@@ -359,8 +412,12 @@ class Invocation:
             with self.cond:
                 if task.state != QUEUED:
                     return
-                task.state = RUNNING
-            task.execute()  # in program order, as the plain function would
+                # Run it as the plain function would: here if this is the body's
+                # thread (program order), else when the body needs it.
+                here = threading.get_ident() == self.body
+                task.state = RUNNING if here else HELD
+            if here:
+                task.execute()
 
     def _cancel_unstarted(self) -> None:
         with self.cond:
