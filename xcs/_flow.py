@@ -38,6 +38,10 @@ TAINT = PH | LCT | TCT
 PLAIN = ESC | NOTLIST | NOTDICT | OTHER
 
 APPEND = "append"  # ``what`` of the bound ``append`` of a fresh list
+# Methods that change the builtin container they are called on.
+MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
+                      "update", "setdefault", "popitem", "add", "discard", "appendleft",
+                      "extendleft", "popleft", "rotate", "__setitem__", "__delitem__"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,7 @@ class CallSite:
     name: str | None = None  # the global the callee was loaded from, when known
     kwnull: bool = False  # 3.14+: the **kwargs slot of CALL_FUNCTION_EX holds NULL
     append_to: frozenset[str] = frozenset()  # ``L.append(x)`` on a fresh list L
+    holds: bool = False  # an operand may be a container holding placeholders
 
 
 @dataclass
@@ -205,6 +210,8 @@ class Flow:
     stores_outside: set[int] = field(default_factory=set)  # stores into containers not built here
     lazy_ops: dict[int, int] = field(default_factory=dict)  # pure operator on a placeholder -> arity
     with_starts: dict[int, int] = field(default_factory=dict)  # with-enter -> its expression's start
+    in_place_outside: set[int] = field(default_factory=set)  # x += y where x may be outside state
+    mutators: set[int] = field(default_factory=set)  # x.append(...) etc. where x may be outside
 
 
 def callee_name(val: Val) -> str | None:
@@ -312,6 +319,9 @@ class _Step:
         self.origin = i
         if sim.recording and sim.ops.is_with_enter(self.instr) and self.stack:
             sim.flow.with_starts[i] = min(i, self.stack[-1].origin)
+        if (sim.recording and sim.ops.in_place(self.instr) and len(self.stack) >= 2
+                and self.stack[-2].bits & ESC):
+            sim.flow.in_place_outside.add(i)
         self._transfer()
 
     # -- helpers -----------------------------------------------------------
@@ -449,10 +459,14 @@ class _Step:
         if self.instr.name == "LOAD_GLOBAL":
             callable_val = Val(PLAIN, what=("global", self.arg[1]))
         receiver = items[0] if items else None
-        if (receiver is not None and ops.method_name(self.instr) == "append"
+        method = ops.method_name(self.instr)
+        if (receiver is not None and method == "append"
                 and not receiver.bits & (ESC | NOTLIST) and popped == 1):
             callable_val = Val(PLAIN, aliases=receiver.aliases, what=APPEND)
         else:
+            if (receiver is not None and method in MUTATORS and receiver.bits & ESC
+                    and self.sim.recording):
+                self.sim.flow.mutators.add(self.i)
             for k, val in enumerate(items):
                 self._observe(base + k, val)
         slot = Val(SLOT_BITS, openers=frozenset({self.i}))
@@ -486,6 +500,10 @@ class _Step:
                 sim.flow.kwnull_openers.update(kw.openers)
         callee = by_role["callable"]
         deferred = self.i in sim.deferred
+        site.holds = any(v.bits & (LCT | TCT) for r, v in by_role.items()
+                         if r not in ("slot", "callable", "kwnames"))
+        site.holds = site.holds or any(items[k].bits & (LCT | TCT) for k, r in enumerate(roles)
+                                       if r == "arg")
         if callee.what == APPEND and roles.count("arg") == 1 and len(roles) == 3:
             site.append_to = callee.aliases
         for k, (role, val) in enumerate(zip(roles, items)):

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import warnings
+import collections
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -34,7 +35,7 @@ from xcs._replay import Invocation, Pending, Timeline
 from xcs._trace import Recorder, frame_sensitive
 
 if TYPE_CHECKING:
-    from xcs._rewrite import Program, Variant
+    from xcs._rewrite import Program, Site, Variant
 
 __all__ = ["SignatureStats", "Stats", "jit"]
 
@@ -43,6 +44,7 @@ MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped f
 MAX_TRIALS = 3  # trials per signature while the evidence is too thin to decide
 MAX_REPLAY_BODIES = 8  # distinct replay copies of one function's body
 
+_CONTAINERS = (list, dict, set, bytearray, collections.deque)
 log = logging.getLogger("xcs")
 log.addHandler(logging.NullHandler())  # a library logs; it never prints by itself
 _default: ThreadPoolExecutor | None = None
@@ -164,11 +166,13 @@ class _Entry:
 class _SiteHook:
     """The hooks of one call site, bound to its function's thread-local state."""
 
-    __slots__ = ("line", "site", "state", "tls")
+    __slots__ = ("line", "scan", "site", "state", "tls", "via")
 
-    def __init__(self, site: int, line: int, tls: _Local, state: _Function) -> None:
-        self.site = site
-        self.line = line
+    def __init__(self, site: Site, tls: _Local, state: _Function) -> None:
+        self.site = site.id
+        self.line = site.line
+        self.scan = site.scan
+        self.via = _replay.trampoline(site.code, site.filename, site.line)
         self.tls = tls
         self.state = state
 
@@ -198,7 +202,11 @@ class _SiteHook:
             return fn(*args, **kwargs)
         if frame_sensitive(fn):  # this call's callee differs from the trial's: keep it here
             return inv.call_here(fn, args, kwargs)
-        return inv.defer(self.site, self.line, fn, args, kwargs)
+        try:
+            return inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via)
+        except Exception as exc:  # noqa: BLE001  (xcs's own failure: make the call plainly)
+            self.state._internal(exc)
+        return inv.call_here(fn, args, kwargs)
 
 
 class _OpHook:
@@ -248,7 +256,7 @@ class _Hooks:
         self.state = state
         program = state.program
         assert program is not None
-        self.sites = [_SiteHook(s.id, s.line, state.tls, state) for s in program.sites]
+        self.sites = [_SiteHook(s, state.tls, state) for s in program.sites]
         self.ops = [_OpHook(o.id, o.line, program.op_function(o.id), state.tls, state)
                     for o in program.op_sites]
         self.resolve = _replay.resolve
@@ -284,6 +292,14 @@ class _Hooks:
         inv = self.tls.cur
         if type(inv) is Invocation:
             inv.barrier()
+
+    def guard(self, target: Any) -> None:
+        """Before ``target += ...`` or ``target.append(...)``: a barrier when target is a
+        builtin container the caller (or a deferred call) can see, which that mutates."""
+        if isinstance(target, _CONTAINERS):
+            inv = self.tls.cur
+            if type(inv) is Invocation:
+                inv.barrier()
 
     def finish(self, value: Any) -> Any:
         cur = self.tls.cur
@@ -323,6 +339,7 @@ class _Function:
         self.entries: OrderedDict[Any, _Entry] = OrderedDict()
         self.variants: list[Variant] = []
         self.reason: str | None = None
+        self.disabled = False  # set after an internal error: every call runs plain
         self.warned: set[str] = set()
         code = fn.__code__
         self.n_args = code.co_argcount + code.co_kwonlyargcount
@@ -404,6 +421,8 @@ class _Function:
 
     def dispatch(self, layout: _Layout, params: tuple[Any, ...]) -> int:
         """Choose the body for this call: 0 plain, else the trace or a replay copy."""
+        if self.disabled:
+            return 0
         try:
             key = self._key(params) if self.varargs else tuple(map(type, params))
             entry = self.entries.get(key)
@@ -504,16 +523,21 @@ class _Function:
     def _replayed(self, entry: _Entry, inv: Invocation, prev: Any, start: float,
                   raised: bool) -> None:
         self.tls.cur = prev
-        entry.replays += 1
-        entry.replay_time += time.perf_counter() - start
-        entry.timeline = inv.timeline()
-        if inv.refused is not None:
+        if inv.refused is None:  # a call the executor refused ran plain: not a replay
+            entry.replays += 1
+            entry.replay_time += time.perf_counter() - start
+            entry.timeline = inv.timeline()
+        else:
             entry.status = "plain"
             entry.reason = f"the executor refused work: {type(inv.refused).__name__}: {inv.refused}"
             self._warn(entry.reason)
 
     def _internal(self, exc: BaseException) -> None:
-        self._warn(f"internal error: {type(exc).__name__}: {exc}")
+        """An error in xcs itself: from now on the function runs plain, and says why."""
+        self.disabled = True
+        if self.reason is None:
+            self.reason = f"internal error: {type(exc).__name__}: {exc}"
+        self._warn(self.reason)
 
     def _warn(self, reason: str) -> None:
         with self.lock:
@@ -539,7 +563,7 @@ class _Function:
         for e in entries:
             plan = e.plan
             measured = None
-            if e.replays and plan is not None and plan.optimized:
+            if e.replays and plan is not None and plan.optimized and e.status == "optimized":
                 measured = plan.plain_time / (e.replay_time / e.replays)
             sigs.append(SignatureStats(
                 e.text, e.status, e.reason if e.status != "optimized" else None, e.calls,

@@ -21,7 +21,7 @@ import time
 import weakref
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, NamedTuple
 
 from xcs._trace import pure_value
@@ -115,6 +115,7 @@ class Task:
         "tb",
         "thread",
         "value",
+        "via",
     )
 
     def __init__(self, inv: Invocation, seq: int, site: int, line: int, fn: Any,
@@ -139,6 +140,7 @@ class Task:
         self.started = self.ended = 0.0
         self.thread = "executor"
         self.inline = False  # a lazy operator: computed where its inputs arrive
+        self.via: Any = None
 
     def run(self) -> None:
         """Executor entry point: run the call unless someone else has taken it."""
@@ -150,11 +152,14 @@ class Task:
                 _worker.busy -= 1
 
     def execute(self) -> None:
-        args, kwargs, fn, ctx = self.args, self.kwargs, self.fn, self.ctx
+        args, kwargs, fn, ctx, via = self.args, self.kwargs, self.fn, self.ctx, self.via
         self.thread = threading.current_thread().name
         self.started = _clock()
         try:
-            value = ctx.run(fn, *args, **kwargs) if ctx is not None else fn(*args, **kwargs)
+            if via is not None:
+                value = ctx.run(via, fn, args, kwargs) if ctx is not None else via(fn, args, kwargs)
+            else:
+                value = ctx.run(fn, *args, **kwargs) if ctx is not None else fn(*args, **kwargs)
         except BaseException as exc:
             self.inv.complete(self, None, exc)
         else:
@@ -221,9 +226,17 @@ class Invocation:
 
     # -- the body's side -----------------------------------------------------
     def defer(self, site: int, line: int, fn: Any, args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> Any:
+              kwargs: dict[str, Any], scan: bool = True, via: Any = None) -> Any:
+        """Submit ``fn(*args, **kwargs)`` and return its placeholder.
+
+        ``scan`` says whether arguments may be containers holding placeholders
+        (the stack simulation knows when they cannot: a list passed in from
+        outside is then not searched); ``via`` runs the call (a trampoline
+        that gives the callee the caller's name and line as its caller).
+        """
         task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
-        deps = _pending_in(args, kwargs)
+        task.via = via
+        deps = _pending_in(args, kwargs, scan)
         if self.claimable:
             task.ctx = contextvars.copy_context()
         self.tasks.append(task)
@@ -381,9 +394,10 @@ class Invocation:
 
     # -- internals -------------------------------------------------------------
     def _submit(self, task: Task) -> None:
-        task.args = tuple(_resolved(a) for a in task.args)
-        for key, value in task.kwargs.items():
-            task.kwargs[key] = _resolved(value)
+        if task.deps or task.inline:  # placeholders among the inputs: put the values in
+            task.args = tuple(_resolved(a) for a in task.args)
+            for key, value in task.kwargs.items():
+                task.kwargs[key] = _resolved(value)
         if task.inline:
             pure = all(map(pure_value, task.args))
             with self.cond:
@@ -490,12 +504,14 @@ def _resolved(value: Any) -> Any:
     return resolve(value) if type(value) in (Pending, list, dict, tuple) else value
 
 
-def _pending_in(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Task]:
+def _pending_in(args: tuple[Any, ...], kwargs: dict[str, Any], scan: bool = True) -> list[Task]:
     found: list[Task] = []
     for value in (*args, *kwargs.values()):
         kind = type(value)
         if kind is Pending:
             found.append(value.task)
+        elif not scan:
+            continue
         elif kind in (list, tuple):
             found.extend(item.task for item in value if type(item) is Pending)
         elif kind is dict:
@@ -507,12 +523,31 @@ _OWN_CODE = frozenset({Task.execute.__code__, Task.run.__code__, Invocation.wait
                        Invocation.force.__code__})
 
 
+_TRAMPOLINES: set[CodeType] = set()
+
+
+def trampoline(code_name: str, filename: str, line: int) -> Any:
+    """A function that calls ``fn(*args, **kwargs)`` from a frame named like the call
+    site's code, in its file, at its line: what a deferred callee finds as its caller
+    (``warnings.warn(stacklevel=2)``, ``sys._getframe(1)``) is then the plain one."""
+    name = code_name.rsplit(".", 1)[-1]
+    ident = name if name.isidentifier() else "caller"
+    source = "\n" * (line - 1) + f"def {ident}(fn, args, kwargs): return fn(*args, **kwargs)"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, filename, "exec"), namespace)
+    fn = namespace[ident]
+    fn.__code__ = fn.__code__.replace(co_name=name, co_qualname=code_name)
+    _TRAMPOLINES.add(fn.__code__)
+    return fn
+
+
 def _with_site_traceback(error: BaseException, task: Task,
                          frame: FrameType | None) -> BaseException:
     """Give ``error`` the traceback a plain call at the task's site would have had:
     the body's frame at the call's line, then the callee's own frames."""
     tb = task.tb
-    while tb is not None and tb.tb_frame.f_code in _OWN_CODE:
+    while tb is not None and (tb.tb_frame.f_code in _OWN_CODE
+                              or tb.tb_frame.f_code in _TRAMPOLINES):
         tb = tb.tb_next
     if frame is not None:
         try:

@@ -17,6 +17,7 @@ them.  Everything version-specific comes from ``xcs._compat.ops``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+import dataclasses
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType
 from typing import Any, Protocol
@@ -59,6 +60,7 @@ class Site:
     protected: bool  # inside the function's own try/except/with
     append: bool  # ``L.append(x)`` on a list L that the body built
     in_place: bool = False  # calls a builtin such as super() that must run in this frame
+    scan: bool = True  # its arguments may be containers holding placeholders
 
     @property
     def deferrable(self) -> bool:
@@ -96,6 +98,8 @@ class Hooks(Protocol):
     def finish(self) -> Callable[[Any], Any]: ...
     @property
     def abort(self) -> Callable[[BaseException], BaseException]: ...
+    @property
+    def guard(self) -> Callable[[Any], Any]: ...
 
     def before(self, site: int) -> Callable[..., Any]: ...
     def after(self, site: int) -> Callable[[Any], Any]: ...
@@ -188,6 +192,10 @@ class Program:
                 if found <= lazy:
                     break
                 lazy |= found
+            for index, sid in unit.site_ids.items():  # with everything deferred, the most
+                most = reach.calls.get(index)       # containers can hold placeholders
+                if most is not None and not most.holds:
+                    self.sites[sid] = dataclasses.replace(self.sites[sid], scan=False)
             for index in sorted(lazy):
                 instr = cfg.instrs[index]
                 line = instr.lineno if isinstance(instr.lineno, int) else code.co_firstlineno
@@ -375,6 +383,14 @@ class Program:
                     at(start).extend(_barrier(hooks.barrier, instr.location))
                 elif instr.name in SIDE_EFFECTS or index in flow.stores_outside:
                     at(index).extend(_barrier(hooks.barrier, instr.location))
+                elif index in flow.mutators:
+                    # ``history.append(x)`` on a list the caller sees: wait first (also so
+                    # that a list handed to a deferred call is not changed under it).
+                    at(index).extend(_copy_call([1], hooks.guard, instr.location))
+                elif index in flow.in_place_outside:
+                    # ``xs += ys`` mutates xs when it is a list: a barrier then, and
+                    # only then (``total += x`` on an int or str must not wait).
+                    at(index).extend(_copy_call([2], hooks.guard, instr.location))
 
         out: list[Any] = []
         labels: dict[Label, Label] = {}
@@ -478,6 +494,7 @@ class _NamedHooks:
     barrier = _Named("barrier")
     finish = _Named("finish")
     abort = _Named("abort")
+    guard = _Named("guard")
 
     def before(self, site: int) -> Any:
         return _Named(f"before {site}")

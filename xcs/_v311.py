@@ -174,11 +174,13 @@ def call(nargs: int, loc: Any = None) -> list[Instr]:
 # Operators whose result, on builtin immutable operands (str, int, float, ...),
 # depends only on the operands: when they meet a placeholder, the replay may
 # compute them later instead of waiting.  BINARY_OP's argument indexes this
-# table (CPython's _nb_ops); in-place forms act like the plain ones on
-# immutable values.
+# table (CPython's _nb_ops: 0 add, 2 floordiv, 5 mul, 6 mod, 10 sub, 11
+# truediv; +13 for the in-place forms, which must stay in-place: on a list,
+# ``xs += ys`` extends xs).
 _BINARY = {0: operator.add, 2: operator.floordiv, 5: operator.mul, 6: operator.mod,
-           10: operator.sub, 11: operator.truediv}
-_BINARY.update({k + 13: f for k, f in list(_BINARY.items())})
+           10: operator.sub, 11: operator.truediv,
+           13: operator.iadd, 15: operator.ifloordiv, 18: operator.imul, 19: operator.imod,
+           23: operator.isub, 24: operator.itruediv}
 _CONVERSIONS: dict[int, Callable[[Any], str]] = {1: str, 2: repr, 3: ascii}
 
 
@@ -193,6 +195,11 @@ def _format_value(flags: int) -> Callable[..., Any]:
 
 def _build_string(*parts: str) -> str:
     return "".join(parts)
+
+
+def in_place(instr: Instr) -> bool:
+    """Is ``instr`` an augmented assignment (``x += y``), which may mutate x?"""
+    return instr.name == "BINARY_OP" and 13 <= int(arg(instr)) <= 25
 
 
 def lazy_op(instr: Instr) -> Callable[..., Any] | None:

@@ -19,6 +19,7 @@ from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
     _bits,
     arg,
     count,
+    in_place,
     is_with_enter,
     lazy_op,
     local_stores,

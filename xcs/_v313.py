@@ -20,6 +20,7 @@ from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
     arg,
     call,
     count,
+    in_place,
     is_with_enter,
     jump_backward,
     jump_forward_if_true,

@@ -22,6 +22,7 @@ from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
     call,
     count,
     jump_backward,
+    in_place,
     jump_forward_if_true,
     lazy_op,
     method_name,

@@ -22,6 +22,7 @@ from xcs._v314 import (  # noqa: F401  (re-exported: unchanged since 3.14)
     call,
     call_roles,
     count,
+    in_place,
     is_with_enter,
     jump_backward,
     jump_forward_if_true,
