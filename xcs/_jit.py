@@ -10,6 +10,7 @@ frame, through the hooks defined here.
 
 from __future__ import annotations
 
+import collections
 import functools
 import inspect
 import json
@@ -19,7 +20,6 @@ import sys
 import threading
 import time
 import warnings
-import collections
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -204,7 +204,7 @@ class _SiteHook:
             return inv.call_here(fn, args, kwargs)
         try:
             return inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via)
-        except Exception as exc:  # noqa: BLE001  (xcs's own failure: make the call plainly)
+        except Exception as exc:
             self.state._internal(exc)
         return inv.call_here(fn, args, kwargs)
 

@@ -16,8 +16,8 @@ them.  Everything version-specific comes from ``xcs._compat.ops``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType
 from typing import Any, Protocol
