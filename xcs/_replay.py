@@ -239,29 +239,20 @@ class Invocation:
         deps = _pending_in(args, kwargs, scan)
         if self.claimable:
             task.ctx = contextvars.copy_context()
-        self.tasks.append(task)
-        with self.cond:
-            for dep in deps:
-                if dep.state in (FAILED, CANCELLED):
-                    task.state = FAILED
-                    task.error = _Skipped()
-                    return Pending(task)
-                if dep.state != DONE:
-                    dep.dependents.append(task)
-                    task.deps.append(dep)
-                    task.deps_left += 1
-        if task.deps_left == 0:
-            self._submit(task)
-        return Pending(task)
+        return self._enqueue(task, deps)
 
     def derive(self, op: int, line: int, fn: Any, operands: tuple[Any, ...]) -> Any:
         """A pure operator met a placeholder: compute it when its operands are ready."""
         task = Task(self, len(self.tasks), -1 - op, line, fn, operands, {})
         task.inline = True
+        return self._enqueue(task, _pending_in(operands, {}))
+
+    def _enqueue(self, task: Task, deps: list[Task]) -> Pending:
+        """Add ``task`` in program order; submit it now or when ``deps`` are done."""
         self.tasks.append(task)
         with self.cond:
-            for dep in _pending_in(operands, {}):
-                if dep.state in (FAILED, CANCELLED):
+            for dep in deps:
+                if dep.state in (FAILED, CANCELLED):  # never made: an input failed
                     task.state = FAILED
                     task.error = _Skipped()
                     return Pending(task)
