@@ -240,11 +240,13 @@ class _OpHook:
         return result
 
     def lazy(self, operands: tuple[Any, ...]) -> Any:
+        inv = self.tls.cur
         if any(type(v) is Pending for v in operands):
-            inv = self.tls.cur
             if type(inv) is Invocation:
                 return inv.derive(self.op, self.line, self.fn, operands)
             operands = tuple(map(_replay.resolve, operands))
+        elif isinstance(operands[0], _CONTAINERS) and type(inv) is Invocation:
+            inv.barrier()  # ``xs += ys`` on a list the caller sees (the trial saw no list)
         return self.fn(*operands)
 
 

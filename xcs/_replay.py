@@ -108,6 +108,7 @@ class Task:
         "kwargs",
         "line",
         "name",
+        "placeholders",
         "seq",
         "site",
         "started",
@@ -140,6 +141,7 @@ class Task:
         self.started = self.ended = 0.0
         self.thread = "executor"
         self.inline = False  # a lazy operator: computed where its inputs arrive
+        self.placeholders = False  # some inputs were placeholders when it was made
         self.via: Any = None
 
     def run(self) -> None:
@@ -250,6 +252,7 @@ class Invocation:
     def _enqueue(self, task: Task, deps: list[Task]) -> Pending:
         """Add ``task`` in program order; submit it now or when ``deps`` are done."""
         self.tasks.append(task)
+        task.placeholders = bool(deps)
         with self.cond:
             for dep in deps:
                 if dep.state in (FAILED, CANCELLED):  # never made: an input failed
@@ -385,7 +388,7 @@ class Invocation:
 
     # -- internals -------------------------------------------------------------
     def _submit(self, task: Task) -> None:
-        if task.deps or task.inline:  # placeholders among the inputs: put the values in
+        if task.placeholders:  # placeholders among the inputs (done or not): put values in
             task.args = tuple(_resolved(a) for a in task.args)
             for key, value in task.kwargs.items():
                 task.kwargs[key] = _resolved(value)

@@ -387,9 +387,11 @@ class Program:
                     # ``history.append(x)`` on a list the caller sees: wait first (also so
                     # that a list handed to a deferred call is not changed under it).
                     at(index).extend(_copy_call([1], hooks.guard, instr.location))
-                elif index in flow.in_place_outside:
-                    # ``xs += ys`` mutates xs when it is a list: a barrier then, and
-                    # only then (``total += x`` on an int or str must not wait).
+                elif index in flow.in_place_outside and unit.op_ids.get(index) not in variant.lazy:
+                    # ``xs += ys`` mutates xs when it is a list: a barrier then, and only
+                    # then (``total += x`` on an int must not wait).  Operators in the
+                    # plan's lazy set saw only immutable operands in the trial and pay
+                    # no guard call; their lazy hook checks instead.
                     at(index).extend(_copy_call([2], hooks.guard, instr.location))
 
         out: list[Any] = []

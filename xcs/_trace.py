@@ -35,6 +35,7 @@ _OPAQUE = (GeneratorType, CoroutineType, AsyncGeneratorType)
 _OPAQUE_TYPES = frozenset(_OPAQUE)
 SLOW_CALL = 100e-6  # a site whose calls take this long keeps having its CPU time read
 MUTE_AFTER = 64  # fast calls in a row after which a site is only timed, not recorded
+MAX_SOURCES = 16  # calls an operator's result remembers coming from (the latest ones)
 _clock = time.perf_counter
 _cpu = time.thread_time
 
@@ -133,6 +134,7 @@ class Recorder:
         self.results: dict[int, int] = {}
         self.derived: dict[int, frozenset[int]] = {}  # operator results -> calls they came from
         self.op_pure: dict[int, bool] = {}
+        self.op_quiet: dict[int, int] = {}  # op site -> probes in a row with no recorded source
         self._op_sources: set[int] = set()
         self.cpu_budget: dict[int, int] = {}  # site -> CPU readings left while it stays fast
         self.fast: dict[int, int] = {}  # site -> how many of its calls in a row were fast
@@ -248,18 +250,26 @@ class Recorder:
 
     def op_before(self, op: int, operands: tuple[Any, ...]) -> None:
         """A pure operator is about to combine ``operands``: note where they came from."""
+        quiet = self.op_quiet.get(op, 0)
+        if quiet >= MUTE_AFTER:  # its operands never came from a recorded call
+            self._op_sources = set()
+            return
         sources: set[int] = set()
         for value in operands:
             self.use(value, op)
             self._sources(value, sources)
         self._op_sources = sources
+        self.op_quiet[op] = 0 if sources else quiet + 1
         self.op_pure[op] = self.op_pure.get(op, True) and all(map(pure_value, operands))
 
     def op_after(self, op: int, result: Any) -> None:
         """The operator's result carries its operands' sources to later calls."""
-        if self._op_sources and id(result) not in _SINGLETONS:
+        sources = self._op_sources
+        if sources and id(result) not in _SINGLETONS:
+            if len(sources) > MAX_SOURCES:  # acc = acc + x in a loop: keep the latest
+                sources = set(sorted(sources)[-MAX_SOURCES:])
             self.keep.append(result)
-            self.derived[id(result)] = frozenset(self._op_sources)
+            self.derived[id(result)] = frozenset(sources)
 
     # -- bookkeeping ---------------------------------------------------------
     def _close_stale(self, frame: Any, now: float) -> None:
