@@ -166,13 +166,14 @@ class _Entry:
 class _SiteHook:
     """The hooks of one call site, bound to its function's thread-local state."""
 
-    __slots__ = ("line", "scan", "site", "state", "tls", "via")
+    __slots__ = ("line", "scan", "site", "state", "tls", "via", "where")
 
     def __init__(self, site: Site, tls: _Local, state: _Function) -> None:
         self.site = site.id
         self.line = site.line
         self.scan = site.scan
-        self.via = _replay.trampoline(site.code, site.filename, site.line)
+        self.via: Any = None  # made on the first deferral (compiling costs ~50 us)
+        self.where = (site.code, site.filename, site.line)
         self.tls = tls
         self.state = state
 
@@ -203,6 +204,8 @@ class _SiteHook:
         if frame_sensitive(fn):  # this call's callee differs from the trial's: keep it here
             return inv.call_here(fn, args, kwargs)
         try:
+            if self.via is None:
+                self.via = _replay.trampoline(*self.where)
             return inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via)
         except Exception as exc:
             self.state._internal(exc)
