@@ -18,6 +18,8 @@ import pytest
 
 from xcs import XcsWarning, _jit, _replay, jit
 
+from .conftest import Model
+
 LATENCY = 0.003
 
 
@@ -315,3 +317,48 @@ def test_busy_pool_caller_runs_the_first_call_before_later_ones():
     finally:
         pool.shutdown(wait=True)
     assert "bad" in calls and set(calls) <= {"bad", "x0", "x1"}, calls
+
+
+# -- found by the benchmarks -----------------------------------------------------------------------
+
+
+def test_values_a_comprehension_reads_do_not_stop_the_calls_before_it(model):
+    """3.11 compiles a comprehension to a function that reads ``a``, ``b`` and ``scores``
+    through cells.  A cell used to count as outside state, so storing a call's result
+    in one waited for the call: the plan came out plain (1.00x) and the `mixed`
+    benchmark ran its scoring loop one call at a time.  Such cells are now tracked
+    like locals and resolved just before the comprehension runs (3.12+ inlines
+    comprehensions, where this always held).  All 2 + n calls must run at once.
+    """
+
+    def f(m, n):
+        a = m("a")
+        b = m("b")
+        scores = {}
+        for i in range(n):
+            scores[i] = m("score", i)
+        return [a + b + scores[i] for i in range(n) if len(scores[i]) % 2 == 0]
+
+    jitted = warmed(f, model, 4)
+    model.expect_overlap(6)
+    assert jitted(model, 4) == f(Model(latency=0), 4)
+
+
+def test_a_comprehension_that_rebinds_a_cell_sees_and_leaves_real_values(model):
+    """``y`` holds a placeholder when the comprehension starts, which reads it and
+    rebinds it with ``:=``; after it, the body sees the last value bound.  A lambda
+    reading ``z`` keeps ``z`` outside state (it could be called later, anywhere).
+    """
+
+    def f(m, xs):
+        y = m("first")
+        z = m("second")
+        later = lambda: z  # noqa: E731
+        out = [(y := m(x, y[:8])) for x in xs]
+        return y, out, later()
+
+    jitted = warmed(f, model, ["p", "q"])
+    for xs in (["r"], ["s", "t", "u"], []):
+        assert jitted(model, xs) == f(model, xs)
+        assert type(jitted(model, xs)[0]) is str
+

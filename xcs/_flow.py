@@ -38,6 +38,7 @@ TAINT = PH | LCT | TCT
 PLAIN = ESC | NOTLIST | NOTDICT | OTHER
 
 APPEND = "append"  # ``what`` of the bound ``append`` of a fresh list
+_DEREF = frozenset({"LOAD_DEREF", "STORE_DEREF", "DELETE_DEREF"})
 # Methods that change the builtin container they are called on.
 MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
                       "update", "setdefault", "popitem", "add", "discard", "appendleft",
@@ -212,6 +213,8 @@ class Flow:
     with_starts: dict[int, int] = field(default_factory=dict)  # with-enter -> its expression's start
     in_place_outside: set[int] = field(default_factory=set)  # x += y where x may be outside state
     mutators: set[int] = field(default_factory=set)  # x.append(...) etc. where x may be outside
+    # 3.11: before a comprehension's call, the cells it reads that may hold placeholders
+    resolve_cells: dict[int, list[str]] = field(default_factory=dict)
 
 
 def callee_name(val: Val) -> str | None:
@@ -221,7 +224,8 @@ def callee_name(val: Val) -> str | None:
 
 def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
              returns_to_caller: bool = False,
-             comprehension: Any = None, lazy: frozenset[int] = frozenset()) -> Flow:
+             comprehension: Any = None, lazy: frozenset[int] = frozenset(),
+             cells: frozenset[str] = frozenset()) -> Flow:
     """Run the dataflow to a fixed point and record its findings.
 
     Args:
@@ -234,16 +238,21 @@ def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
             code object returns (3.11), or None.
         lazy: indices of pure operators (``a + b``, f-string parts) that take
             placeholders and produce one instead of waiting.
+        cells: cell variables that only comprehensions read (3.11): tracked like
+            fast locals, and resolved just before a comprehension that reads
+            them is called.
     """
-    sim = _Simulation(cfg, ops, deferred, returns_to_caller, comprehension, lazy)
+    sim = _Simulation(cfg, ops, deferred, returns_to_caller, comprehension, lazy, cells)
     sim.run()
     return sim.flow
 
 
 class _Simulation:
     def __init__(self, cfg: Cfg, ops: Any, deferred: frozenset[int],
-                 returns_to_caller: bool, comprehension: Any, lazy: frozenset[int]) -> None:
+                 returns_to_caller: bool, comprehension: Any, lazy: frozenset[int],
+                 cells: frozenset[str]) -> None:
         self.cfg = cfg
+        self.cells = cells
         self.ops = ops
         self.deferred = deferred
         self.lazy = lazy
@@ -375,6 +384,11 @@ class _Step:
         if roles is not None:
             self._call(roles)
             return
+        if name in _DEREF and self.sim.cells:
+            cell = getattr(self.arg, "name", self.arg)
+            if cell in self.sim.cells:
+                self._cell(name, cell)
+                return
         loads = ops.local_loads(instr)
         stores = ops.local_stores(instr)
         if stores is not None:
@@ -486,8 +500,11 @@ class _Step:
                 self._observe(base + k, val)
             result = CLEAN
             what = slot.what
-            if (sim.comprehension is not None and isinstance(what, tuple) and what[0] == "func"):
-                result = sim.comprehension(what[1])
+            code = what[1] if isinstance(what, tuple) and what[0] == "func" else None
+            if sim.comprehension is not None and code is not None:
+                result = sim.comprehension(code)
+            if sim.cells:
+                self._enter_closure(code)
             self._done([result])
             return
         site = CallSite(self.i, roles, slot.openers, name=callee_name(by_role["callable"]))
@@ -530,6 +547,30 @@ class _Step:
         self._done([Val(PLAIN | PH) if deferred else CLEAN])
 
     # -- locals --------------------------------------------------------------
+    def _cell(self, name: str, cell: str) -> None:
+        """A cell that only comprehensions read, used by this code: like a fast local."""
+        if name == "LOAD_DEREF":
+            self._done([Val(self.locs.get(cell, PLAIN), aliases=frozenset({cell}))])
+        elif name == "STORE_DEREF":
+            self._store((cell,))
+            self._done([])
+        else:  # DELETE_DEREF
+            self.locs[cell] = PLAIN
+            self._done([])
+
+    def _enter_closure(self, code: CodeType | None) -> None:
+        """A call that may run a comprehension reading cells: resolve those first.
+
+        The comprehension reads a cell as outside state, so what it finds there
+        must be placeholder-free; it may also rebind the cell (``:=``), so the
+        cell's content is unknown afterwards.
+        """
+        names = self.sim.cells if code is None else self.sim.cells & set(code.co_freevars)
+        for cell in sorted(names):
+            if self.locs.get(cell, PLAIN) & TAINT and self.sim.recording:
+                self.sim.flow.resolve_cells.setdefault(self.i, []).append(cell)
+            self.locs[cell] = PLAIN
+
     def _store(self, names: tuple[str, ...]) -> None:
         base = len(self.stack) - len(names)
         items = self._take(len(names))

@@ -131,6 +131,7 @@ class _Unit:
     site_ids: dict[int, int] = field(default_factory=dict)  # CALL index -> site id
     op_ids: dict[int, int] = field(default_factory=dict)  # operator index -> op site id
     children: dict[int, _Unit] = field(default_factory=dict)  # LOAD_CONST index -> unit
+    cells: frozenset[str] = frozenset()  # cells only comprehensions read (3.11)
 
 
 def _load(code: CodeType) -> Bytecode:
@@ -169,8 +170,9 @@ class Program:
     def _analyse(self, code: CodeType, kind: str, protected: bool) -> _Unit:
         bc = _load(code)
         cfg = Cfg(bc, ops)
-        flow = simulate(cfg, ops, returns_to_caller=kind == "comprehension")
-        unit = _Unit(code, kind, bc, cfg, flow)
+        cells = _comprehension_cells(code) if kind == "main" else frozenset()
+        flow = simulate(cfg, ops, returns_to_caller=kind == "comprehension", cells=cells)
+        unit = _Unit(code, kind, bc, cfg, flow, cells=cells)
         for index in sorted(flow.calls):
             call = flow.calls[index]
             instr = cfg.instrs[index]
@@ -186,7 +188,7 @@ class Program:
             lazy: frozenset[int] = frozenset()
             while True:  # an operator's placeholder result may reach another operator
                 reach = simulate(cfg, ops, deferred, returns_to_caller=kind == "comprehension",
-                                 lazy=lazy)
+                                 lazy=lazy, cells=cells)
                 found = frozenset(i for i in reach.lazy_ops
                                   if not (protected or cfg.protected[i]))
                 if found <= lazy:
@@ -319,7 +321,7 @@ class Program:
             flow = simulate(unit.cfg, ops, deferred_calls,
                             returns_to_caller=unit.kind == "comprehension",
                             comprehension=self._comprehension_result(unit, variant, hooks),
-                            lazy=lazy_ops)
+                            lazy=lazy_ops, cells=unit.cells)
         probed_ops = {i: n for i, n in flow.lazy_ops.items() if i in unit.op_ids and trace}
         lazy_here = {i: n for i, n in flow.lazy_ops.items() if i in lazy_ops and not trace}
         children: dict[int, CodeType] = {}
@@ -356,6 +358,13 @@ class Program:
             loc = cfg.instrs[index].location
             for depth in depths:
                 at(index).extend(_resolve_at(depth, hook_resolve, loc))
+        for index, cells in flow.resolve_cells.items():
+            loc = cfg.instrs[index].location
+            for cell in cells:
+                var = CellVar(cell)
+                at(index).extend([Instr("LOAD_DEREF", var, location=loc),
+                                  *ops.apply(hook_resolve, loc),
+                                  Instr("STORE_DEREF", var, location=loc)])
         for index, n in probed_ops.items():
             loc = cfg.instrs[index].location
             op = unit.op_ids[index]
@@ -381,6 +390,8 @@ class Program:
                     # must not truncate a file when a call deferred before it failed.
                     start = flow.with_starts.get(index, index)
                     at(start).extend(_barrier(hooks.barrier, instr.location))
+                elif instr.name in SIDE_EFFECTS and _cell_name(instr) in unit.cells:
+                    pass  # a cell only comprehensions read: a local of this frame
                 elif instr.name in SIDE_EFFECTS or index in flow.stores_outside:
                     at(index).extend(_barrier(hooks.barrier, instr.location))
                 elif index in flow.mutators:
@@ -550,6 +561,36 @@ def _location(items: list[Any]) -> Any:
         if isinstance(item, Instr):
             return item.location
     return None
+
+
+def _comprehension_cells(code: CodeType) -> frozenset[str]:
+    """The cells of ``code`` that only its 3.11 comprehensions read.
+
+    Such a cell never leaves the frame's dynamic extent (a comprehension runs
+    at once and is not kept), so it can be tracked like a fast local, which
+    lets it hold placeholders: ``a = m(1)`` must not wait just because a later
+    ``[a + x for x in xs]`` reads ``a``.  A cell that any other nested code
+    (a lambda, an inner function, a generator expression) reads may be read
+    later, from anywhere, and stays outside state.
+    """
+    if not ops.COMPREHENSIONS or not code.co_cellvars:
+        return frozenset()
+    cells = set(code.co_cellvars)
+
+    def visit(parent: CodeType) -> None:
+        for const in parent.co_consts:
+            if isinstance(const, CodeType):
+                if const.co_name not in ops.COMPREHENSIONS:
+                    cells.difference_update(const.co_freevars)
+                visit(const)
+
+    visit(code)
+    return frozenset(cells)
+
+
+def _cell_name(instr: Instr) -> str | None:
+    arg = instr.arg
+    return getattr(arg, "name", None) if isinstance(arg, CellVar) else None
 
 
 def _resolve_at(depth: int, hook: Callable[[Any], Any], loc: Any) -> list[Instr]:
