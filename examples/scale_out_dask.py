@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster = None
     else:
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               host="127.0.0.1", dashboard_address="127.0.0.1:0")
         client = Client(cluster)
     try:
         on_dask = jit(executor=client.get_executor(pure=False))(crawl_and_count)

@@ -113,7 +113,7 @@ def dask_executor():
     """A LocalCluster of two worker processes behind ``Client.get_executor(pure=False)``."""
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       host="127.0.0.1", dashboard_address="127.0.0.1:0")
     client = distributed.Client(cluster)
     executor = client.get_executor(pure=False)
     # Start the client's helper threads now, outside the tests' thread-leak check.
