@@ -123,3 +123,32 @@ def test_a_site_of_many_fast_calls_is_muted_then_recorded_again_when_slow():
     calls = rec.finish(raised=False).calls
     assert len(calls) == 65
     assert calls[-1].duration >= 0.002
+
+
+def operator(rec, op, fn, *operands):
+    """Play an operator probe: op_before, the operation, op_after."""
+    rec.op_before(op, operands)
+    result = fn(*operands)
+    rec.op_after(op, result)
+    return result
+
+
+def test_an_accumulator_carries_its_sources_to_later_calls():
+    """``acc = acc + f(x)`` in a loop: a call taking ``acc`` depends on the recorded
+    calls (the latest MAX_SOURCES of them), each of which notes when the operator
+    first read it.  Once the site is muted (64 fast calls) the parts carry no new
+    source, and each new ``acc`` shares the previous one's set instead of a copy."""
+    rec = Recorder("t.")
+    acc = ""
+    sets = []
+    for k in range(100):
+        part = hook(rec, 0, lambda k: f"<{k}>", k)
+        acc = operator(rec, 7, lambda a, b: a + b, acc, part)
+        sets.append(rec.derived[id(acc)])
+    hook(rec, 1, len, acc)
+    calls = rec.finish(raised=False).calls
+    assert len(calls) == 65  # 64 recorded parts, then the muted site, then len
+    assert calls[-1].deps == tuple(range(48, 64))  # the latest 16 recorded parts
+    assert all(dict(c.op_uses).get(7) is not None for c in calls[:64])
+    assert dict(calls[0].op_uses)[7] <= dict(calls[63].op_uses)[7]
+    assert all(s is sets[-1] for s in sets[64:]) and sets[63] == sets[-1]

@@ -36,6 +36,7 @@ _OPAQUE_TYPES = frozenset(_OPAQUE)
 SLOW_CALL = 100e-6  # a site whose calls take this long keeps having its CPU time read
 MUTE_AFTER = 64  # fast calls in a row after which a site is only timed, not recorded
 MAX_SOURCES = 16  # calls an operator's result remembers coming from (the latest ones)
+_NO_SOURCES: frozenset[int] = frozenset()
 _clock = time.perf_counter
 _cpu = time.thread_time
 
@@ -135,7 +136,9 @@ class Recorder:
         self.derived: dict[int, frozenset[int]] = {}  # operator results -> calls they came from
         self.op_pure: dict[int, bool] = {}
         self.op_quiet: dict[int, int] = {}  # op site -> probes in a row with no recorded source
-        self._op_sources: set[int] = set()
+        self._op_sources: set[int] | frozenset[int] = _NO_SOURCES
+        self._op_shared: frozenset[int] | None = None  # an operand's sources, for op_after
+        self._marked: set[tuple[int | None, int]] = set()  # (op, id of a derived set) marked
         self.cpu_budget: dict[int, int] = {}  # site -> CPU readings left while it stays fast
         self.fast: dict[int, int] = {}  # site -> how many of its calls in a row were fast
         self.muted: dict[int, float] = {}  # sites no longer recorded -> start of the current call
@@ -237,28 +240,70 @@ class Recorder:
 
     def _used(self, value: Any, op: int | None, now: float) -> None:
         index = self.results.get(id(value))
-        sources = self.derived.get(id(value), ())
-        for i in (index, *sources) if index is not None else sources:
-            ev = self.events[i]
-            if op is None:
-                if ev.first_use is None:
-                    ev.first_use = now
-            else:
-                if ev.op_uses is None:
-                    ev.op_uses = {}
-                ev.op_uses.setdefault(op, now)
+        if index is not None:
+            self._mark(self.events[index], op, now)
+        sources = self.derived.get(id(value))
+        if sources:
+            # Only a first use counts, so a set of sources marked once for this
+            # ``op`` needs no second pass: ``acc = acc + x`` in a loop reads the
+            # same (shared) set every iteration.
+            key = (op, id(sources))
+            if key not in self._marked:
+                self._marked.add(key)
+                self.keep.append(sources)  # its id must not be reused
+                events = self.events
+                for i in sources:
+                    self._mark(events[i], op, now)
+
+    @staticmethod
+    def _mark(ev: _Open, op: int | None, now: float) -> None:
+        if op is None:
+            if ev.first_use is None:
+                ev.first_use = now
+        else:
+            if ev.op_uses is None:
+                ev.op_uses = {}
+            ev.op_uses.setdefault(op, now)
 
     def op_before(self, op: int, operands: tuple[Any, ...]) -> None:
         """A pure operator is about to combine ``operands``: note where they came from."""
         quiet = self.op_quiet.get(op, 0)
         if quiet >= MUTE_AFTER:  # its operands never came from a recorded call
-            self._op_sources = set()
+            self._op_sources = _NO_SOURCES
             return
-        sources: set[int] = set()
+        # ``use`` and ``_sources`` for each operand, in one pass: this runs on
+        # every iteration of a loop like ``acc += f(x)``.
+        results, derived, events, mark = self.results, self.derived, self.events, self._mark
+        hits: list[int] = []
+        sets: list[frozenset[int]] = []
+        now = 0.0
         for value in operands:
-            self.use(value, op)
-            self._sources(value, sources)
+            index = results.get(id(value))
+            if index is not None:
+                now = now or _clock()
+                mark(events[index], op, now)
+                hits.append(index)
+            fs = derived.get(id(value))
+            if fs:
+                key = (op, id(fs))
+                if key not in self._marked:
+                    now = now or _clock()
+                    self._marked.add(key)
+                    self.keep.append(fs)
+                    for i in fs:
+                        mark(events[i], op, now)
+                sets.append(fs)
+            if type(value) in _CONTAINERS:  # its items count as used, not as sources
+                self.use(value, op)
+        sources: set[int] | frozenset[int]
+        if not hits and len(sets) == 1:  # ``acc + x``: acc's set, shared by the result
+            sources = sets[0]
+        else:
+            sources = set(hits)
+            for fs in sets:
+                sources.update(fs)
         self._op_sources = sources
+        self._op_shared = sets[0] if sets else None
         self.op_quiet[op] = 0 if sources else quiet + 1
         self.op_pure[op] = self.op_pure.get(op, True) and all(map(pure_value, operands))
 
@@ -268,8 +313,10 @@ class Recorder:
         if sources and id(result) not in _SINGLETONS:
             if len(sources) > MAX_SOURCES:  # acc = acc + x in a loop: keep the latest
                 sources = set(sorted(sources)[-MAX_SOURCES:])
+            shared = self._op_shared  # an operand's set: share it when it is the same
             self.keep.append(result)
-            self.derived[id(result)] = frozenset(sources)
+            self.derived[id(result)] = (shared if shared is not None and (
+                shared is sources or shared == sources) else frozenset(sources))
 
     # -- bookkeeping ---------------------------------------------------------
     def _close_stale(self, frame: Any, now: float) -> None:
@@ -347,6 +394,8 @@ class Recorder:
         self.keep.clear()
         self.results.clear()
         self.derived.clear()
+        self._marked.clear()
+        self._op_shared = None
         self.events.clear()
         self.open.clear()
         return Trace(calls, end - t0, raised, self.truncated, dict(self.op_pure))
