@@ -81,6 +81,29 @@ def test_in_place_add_to_an_argument_waits_for_a_failing_deferred_call():
     assert xs == ["a", "bad", "c"]
 
 
+def test_in_place_add_skips_its_guard_for_numbers_only():
+    """One replay body serves both signatures: ``acc += extra`` on an int goes straight
+    on (a type test in the bytecode, not a guard call), on the caller's list it still
+    waits for the deferred calls, so a failing one leaves the list untouched."""
+
+    def f(acc, extra, xs):
+        out = [slow(x) for x in xs]
+        acc += extra
+        return acc, out
+
+    jitted = warmed(f, 1, 2, ["a", "b"])
+    warmed_lists = [jitted([], ["z"], ["a", "b"]) for _ in range(2)]
+    assert warmed_lists[-1] == (["z"], ["slow(a)", "slow(b)"])
+    for args in [(5, 0.5, ["c", "d"]), ("s", "t", ["c", "d"])]:  # a trial, then a replay
+        assert [jitted(*args) for _ in range(2)] == [f(*args)] * 2
+    assert len(jitted.__xcs__.variants) == 2  # the trace body and one replay body
+    assert [s.replays > 0 for s in jitted.stats().signatures] == [True] * 4
+    acc = ["kept"]
+    with pytest.raises(ValueError, match="bad"):
+        jitted(acc, ["added"], ["a", "bad", "c"])
+    assert acc == ["kept"]
+
+
 def test_deferred_call_after_a_with_block_gets_its_argument_resolved():
     """A call deferred after a ``with`` block got a placeholder as its argument.
 

@@ -397,13 +397,13 @@ class Program:
                 elif index in flow.mutators:
                     # ``history.append(x)`` on a list the caller sees: wait first (also so
                     # that a list handed to a deferred call is not changed under it).
-                    at(index).extend(_copy_call([1], hooks.guard, instr.location))
+                    at(index).extend(_guard_at(1, hooks.guard, instr.location))
                 elif index in flow.in_place_outside and unit.op_ids.get(index) not in variant.lazy:
                     # ``xs += ys`` mutates xs when it is a list: a barrier then, and only
                     # then (``total += x`` on an int must not wait).  Operators in the
                     # plan's lazy set saw only immutable operands in the trial and pay
                     # no guard call; their lazy hook checks instead.
-                    at(index).extend(_copy_call([2], hooks.guard, instr.location))
+                    at(index).extend(_guard_at(2, hooks.guard, instr.location))
 
         out: list[Any] = []
         labels: dict[Label, Label] = {}
@@ -615,6 +615,26 @@ def _probe(call: CallSite, hook: Callable[..., Any], loc: Any) -> list[Instr]:
     return _copy_call([n - k for k, role in enumerate(roles)
                        if role in ("callable", "arg", "star")
                        or (role == "kwstar" and not call.kwnull)], hook, loc)
+
+
+def _guard_at(depth: int, guard: Callable[[Any], Any], loc: Any) -> list[Any]:
+    """``guard(x)`` for the stack item x at ``depth``, skipped when x is an int, str or float.
+
+    ``total += n`` in a loop is the common case, and on those types the guard
+    does nothing.  ``type(x) is int`` compiles to a specialized one-argument
+    ``type`` call and identity tests, a fraction of a Python function call, and
+    runs no user code (a set lookup would hash the type, which a metaclass may
+    define).
+    """
+    skip = Label()
+    load_type = [Instr("LOAD_CONST", type, location=loc)]
+    null = [Instr("PUSH_NULL", location=loc)]
+    seq: list[Any] = [*(null + load_type if ops.SLOT_BELOW_CALLABLE else load_type + null),
+                      Instr("COPY", depth + 2, location=loc), *ops.call(1, loc)]
+    for kind in (int, str, float):
+        seq += [Instr("COPY", 1, location=loc), Instr("LOAD_CONST", kind, location=loc),
+                Instr("IS_OP", 0, location=loc), ops.jump_forward_if_true(skip, loc)]
+    return [*seq, *_copy_call([depth + 1], guard, loc), skip, Instr("POP_TOP", location=loc)]
 
 
 def _copy_call(depths: list[int], hook: Callable[..., Any], loc: Any) -> list[Instr]:
