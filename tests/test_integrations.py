@@ -477,14 +477,22 @@ def test_loky_runs_cpu_bound_calls_on_two_processes_faster_than_plain(loky_pool)
     """4 pure-Python prime counts on 2 loky processes: identical results, well under plain."""
     table = jit(executor=loky_pool)(prime_counts)
     limits = [150_000 + k for k in range(4)]
-    expected, plain = timed(prime_counts, limits)
-    plain = min(plain, timed(prime_counts, limits)[1])
+    expected, _ = timed(prime_counts, limits)
     assert table(limits) == expected  # the trial
-    runs = [timed(table, limits) for _ in range(3)]
-    assert all(got == expected for got, _ in runs)
+    # The speedup needs a second core that nothing else is using: other processes
+    # (a parallel test run) can take it for a while, so plain and jit are timed
+    # side by side up to three times.  Without parallelism jit never gets under.
+    seen = []
+    for _ in range(3):
+        plain = min(timed(prime_counts, limits)[1] for _ in range(2))
+        runs = [timed(table, limits) for _ in range(3)]
+        assert all(got == expected for got, _ in runs)
+        fast = min(seconds for _, seconds in runs)
+        seen.append((round(plain, 3), round(fast, 3)))
+        if fast < 0.9 * plain:  # 0.55-0.7 measured on an idle 2-core machine
+            break
     assert table.stats().signatures[0].status == "optimized"
-    fast = min(seconds for _, seconds in runs)
-    assert fast < 0.9 * plain, (plain, fast)  # 0.55-0.7 measured on an idle 2-core machine
+    assert fast < 0.9 * plain, seen
 
 
 def test_the_default_thread_pool_leaves_cpu_bound_calls_in_place():
