@@ -28,6 +28,28 @@ MAX_ROUNDS = 15
 PYTHON = "{}.{}".format(*sys.version_info[:2])
 
 
+# Written by earlier benchmark runs: changes to them do not change the code measured.
+GENERATED = ("bench/results", "docs/benchmarks.md", "docs/benchmarks.png")
+
+
+def pytest_benchmark_update_commit_info(config: Any, commit_info: dict[str, Any]) -> None:
+    """``dirty`` only for changes to what is measured, not for earlier runs' results.
+
+    pytest-benchmark asks ``git describe --dirty``, which counts every tracked file: a
+    run of several versions in a row would mark all but the first as uncommitted.
+    """
+    if not commit_info.get("dirty"):
+        return
+    try:
+        changed = subprocess.run(
+            ["git", "diff", "HEAD", "--name-only", "--", ".",
+             *(f":(exclude){path}" for path in GENERATED)],
+            cwd=ROOT, capture_output=True, text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return  # keep pytest-benchmark's answer
+    commit_info["dirty"] = bool(changed.strip())
+
+
 @dataclass
 class Callee:
     """A slow callee in its synchronous and asynchronous forms."""
