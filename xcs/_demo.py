@@ -133,8 +133,8 @@ def run(latency: float = 0.2, n_docs: int = 8, n_models: int = 3, out: TextIO | 
     for entry in list(state.entries.values())[:1]:
         timeline = entry.last_timeline()
         if timeline is not None:
-            print("\n  what overlapped in the last call (# a model call, . the body waiting):",
-                  file=out)
+            print("\n  what overlapped in the last call (# a deferred model call; body: = running,"
+                  " . waiting):", file=out)
             for line in timeline_text(timeline, width=56).splitlines():
                 print("  " + line, file=out)
     return bool(same)

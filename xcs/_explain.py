@@ -78,12 +78,17 @@ def trace_events(timeline: Timeline, name: str, where: dict[int, str]) -> dict[s
 
 
 def timeline_text(timeline: Timeline, width: int = 60) -> str:
-    """Lanes of bars, one per thread, for a terminal: what overlapped with what."""
+    """Lanes of bars, one per thread, for a terminal: what overlapped with what.
+
+    ``#`` a deferred call on a worker; on the body's lane ``=`` the body running
+    (its own code and the calls it makes itself) and ``.`` the body waiting.
+    """
     total = max(timeline.duration, max((s.end for s in timeline.spans), default=0.0), 1e-9)
-    lanes: dict[str, list[str]] = {}
+    body_end = min(width, round(timeline.duration / total * width))
+    lanes: dict[str, list[str]] = {"body": ["="] * body_end + [" "] * (width - body_end)}
     order = sorted(timeline.spans, key=lambda s: (s.kind != "wait", s.thread, s.start))
     for span in order:
-        key = "body (waiting)" if span.kind == "wait" else span.thread
+        key = "body" if span.kind == "wait" else span.thread
         row = lanes.setdefault(key, [" "] * width)
         a = min(width - 1, int(span.start / total * width))
         b = max(a + 1, min(width, round(span.end / total * width)))
@@ -92,6 +97,6 @@ def timeline_text(timeline: Timeline, width: int = 60) -> str:
             row[i] = mark
     name_width = max((len(k) for k in lanes), default=4)
     lines = [f"{'':{name_width}} |{'0 ms':<{width // 2}}{f'{total * 1e3:.0f} ms':>{width - width // 2}}|"]
-    for key in sorted(lanes, key=lambda k: (k != "body (waiting)", k)):
+    for key in sorted(lanes, key=lambda k: (k != "body", k)):
         lines.append(f"{key:{name_width}} |{''.join(lanes[key])}|")
     return "\n".join(lines)
