@@ -342,6 +342,42 @@ def test_busy_pool_caller_runs_the_first_call_before_later_ones():
     assert "bad" in calls and set(calls) <= {"bad", "x0", "x1"}, calls
 
 
+def test_a_task_whose_input_finishes_while_it_is_queued_is_submitted_once(monkeypatch):
+    """``x + 1`` on a placeholder: the lazy task was queued with x pending, and if x
+    finished in a worker right after the body released the invocation's lock, both the
+    worker and the body submitted it; the second submit found its inputs freed and
+    raised ``TypeError: 'NoneType' object is not iterable``.  Found by an independent
+    differential harness under load; made deterministic here by pausing the body
+    whenever it releases the lock.
+    """
+    body = threading.current_thread()
+
+    class PreemptedCondition(threading.Condition):
+        def __exit__(self, *exc):
+            out = super().__exit__(*exc)
+            if threading.current_thread() is body:
+                time.sleep(0.0002)
+            return out
+
+    shim = type(threading)("threading_shim")
+    shim.__dict__.update(threading.__dict__)
+    shim.Condition = PreemptedCondition
+    monkeypatch.setattr(_replay, "threading", shim)
+
+    def length(x):
+        time.sleep(0.002)
+        return len(x)
+
+    def f(a, b):
+        x = length(a)
+        y = length(b)
+        return x + 1, y
+
+    jitted = warmed(f, "ab", "c")
+    for _ in range(3):
+        assert jitted("ab", "c") == (3, 1)
+
+
 # -- found by the benchmarks -----------------------------------------------------------------------
 
 

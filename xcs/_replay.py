@@ -268,7 +268,11 @@ class Invocation:
                     dep.dependents.append(task)
                     task.deps.append(dep)
                     task.deps_left += 1
-        if task.deps_left == 0:
+            # Decided under the lock: once it is released, the worker that finishes the
+            # last input submits the task itself (``complete``), so reading deps_left
+            # afterwards could submit it twice.
+            ready = task.deps_left == 0
+        if ready:
             self._submit(task)
         return Pending(task)
 
