@@ -290,7 +290,7 @@ MISSES = [
     "* **non-deferred calls**: the figure is a difference of two differences of medians of "
     "runs that include 16 sleeping calls, so it carries tens of ns of noise either way; the "
     "rewritten body adds nothing to a call that is not deferred, and `+=` on a local that "
-    "may be outside state adds a type test (about 20 ns; a guard call only for containers).",
+    "may be outside state adds a type test (about 20 ns; a guard call for other types).",
     "* **trial**: the trace body brackets every call site with two Python-level hooks, and "
     "every operator that a result may reach with two more; `acc += abs(i)` runs four hooks "
     "per iteration, against a plain iteration of a few tens of ns. A Python-level tracer "

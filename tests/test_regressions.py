@@ -421,3 +421,99 @@ def test_a_comprehension_that_rebinds_a_cell_sees_and_leaves_real_values(model):
         assert jitted(model, xs) == f(model, xs)
         assert type(jitted(model, xs)[0]) is str
 
+
+
+# -- found by an independent differential harness (outside this repository) ----------------------
+
+
+def test_a_cell_unbound_on_this_path_is_not_loaded_before_the_comprehension():
+    """3.11: ``c`` (read only by a comprehension) is bound on one branch only.  Plain
+    fails with NameError only if the comprehension reads it; xcs resolved the cell by
+    loading it and raised UnboundLocalError even for an empty comprehension, or
+    between a ``with`` block and its ``__exit__``, leaving a lock held."""
+
+    def f(lock, xs, flag):
+        if flag:
+            c = slow("c")
+        a = slow("a")
+        b = slow("b")
+        with lock:
+            pass
+        return a, b, [c + x for x in xs]
+
+    jitted = warmed(f, threading.Lock(), ["p"], True)
+    lock = threading.Lock()
+    assert jitted(lock, [], False) == f(lock, [], False) and not lock.locked()
+    with pytest.raises(NameError, match="'c'"):
+        jitted(lock, ["p"], False)
+    assert not lock.locked()
+
+
+def test_a_long_chain_of_operators_on_a_result_finishes():
+    """``x += i`` 1,000 times on a placeholder is a chain of 1,000 lazy tasks; finishing
+    one ran the next recursively, and past ~330 a RecursionError left the rest waiting
+    forever: the call hung."""
+
+    def length(s):
+        time.sleep(LATENCY)
+        return len(s)
+
+    def f(a, b, k):
+        x = length(a)
+        y = length(b)
+        for i in range(k):
+            x += i
+        return x, y
+
+    jitted = warmed(f, "ab", "c", 1000)
+    assert jitted("ab", "c", 1000) == f("ab", "c", 1000)
+
+
+def test_in_place_add_to_the_callers_list_is_not_deferred_when_the_trial_saw_a_str():
+    """``t += slow(...)`` saw a str in the trial (so it became a lazy operator) and the
+    caller's list later: plain extends the list at the ``+=``, before ``len(xs)``."""
+
+    def f(xs, flag):
+        a = slow("a")
+        b = slow("b")
+        t = xs if flag else ""
+        t += slow("c")
+        return a, b, len(xs), list(xs)
+
+    jitted = warmed(f, ["x"], False)
+    xs = ["x"]
+    assert jitted(xs, True) == f(["x"], True) and xs == f(["x"], True)[3]
+
+
+def test_in_place_changes_to_user_objects_wait_for_a_failing_deferred_call():
+    """``acc += b`` on a user object with a mutating ``__iadd__`` and ``acc.append`` on an
+    ``array.array``: plain raises at the failing call and never changes them."""
+    import array
+
+    class Bag:
+        def __init__(self):
+            self.items = []
+
+        def __iadd__(self, other):
+            self.items.append(other)
+            return self
+
+    def add(acc, first):
+        a = slow(first)
+        b = slow("b")
+        acc += b
+        return a
+
+    def append(acc, first):
+        a = slow(first)
+        b = slow("b")
+        acc.append(len(b))
+        return a
+
+    for fn, make, empty in ((add, Bag, lambda o: o.items == []),
+                            (append, lambda: array.array("i"), lambda o: len(o) == 0)):
+        jitted = warmed(fn, make(), "a")
+        obj = make()
+        with pytest.raises(ValueError, match="bad"):
+            jitted(obj, "bad")
+        assert empty(obj), fn.__name__

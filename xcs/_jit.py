@@ -10,11 +10,11 @@ frame, through the hooks defined here.
 
 from __future__ import annotations
 
-import collections
 import functools
 import inspect
 import json
 import logging
+import operator
 import os
 import sys
 import threading
@@ -32,7 +32,7 @@ from xcs._analyze import ExecutorFacts, Plan
 from xcs._errors import RewriteError, XcsTypeError, XcsValueError, XcsWarning
 from xcs._graph import Graph
 from xcs._replay import Invocation, Pending, Timeline
-from xcs._trace import Recorder, frame_sensitive
+from xcs._trace import Recorder, frame_sensitive, pure_value
 
 if TYPE_CHECKING:
     from xcs._rewrite import Program, Site, Variant
@@ -44,7 +44,9 @@ MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped f
 MAX_TRIALS = 3  # trials per signature while the evidence is too thin to decide
 MAX_REPLAY_BODIES = 8  # distinct replay copies of one function's body
 
-_CONTAINERS = (list, dict, set, bytearray, collections.deque)
+# In-place operators: on a mutable left operand they change it where the caller may see it.
+_IN_PLACE = frozenset({operator.iadd, operator.isub, operator.imul, operator.imod,
+                       operator.ifloordiv, operator.itruediv})
 log = logging.getLogger("xcs")
 log.addHandler(logging.NullHandler())  # a library logs; it never prints by itself
 _default: ThreadPoolExecutor | None = None
@@ -215,13 +217,14 @@ class _SiteHook:
 class _OpHook:
     """The hooks of one pure operator site (``a + b``, an f-string part)."""
 
-    __slots__ = ("fn", "line", "op", "state", "tls")
+    __slots__ = ("fn", "in_place", "line", "op", "state", "tls")
 
     def __init__(self, op: int, line: int, fn: Callable[..., Any], tls: _Local,
                  state: _Function) -> None:
         self.op = op
         self.line = line
         self.fn = fn
+        self.in_place = fn in _IN_PLACE
         self.tls = tls
         self.state = state
 
@@ -244,12 +247,18 @@ class _OpHook:
 
     def lazy(self, operands: tuple[Any, ...]) -> Any:
         inv = self.tls.cur
+        replay = type(inv) is Invocation
+        target = operands[0]
+        if self.in_place and type(target) is not Pending and not pure_value(target):
+            # ``xs += ys`` on a value the caller may see (the trial saw only immutable
+            # ones): as the guard does, wait for every deferred call, then change it now.
+            if replay:
+                inv.barrier()
+            return self.fn(*map(_replay.resolve, operands))
         if any(type(v) is Pending for v in operands):
-            if type(inv) is Invocation:
+            if replay:
                 return inv.derive(self.op, self.line, self.fn, operands)
             operands = tuple(map(_replay.resolve, operands))
-        elif isinstance(operands[0], _CONTAINERS) and type(inv) is Invocation:
-            inv.barrier()  # ``xs += ys`` on a list the caller sees (the trial saw no list)
         return self.fn(*operands)
 
 
@@ -299,9 +308,10 @@ class _Hooks:
             inv.barrier()
 
     def guard(self, target: Any) -> None:
-        """Before ``target += ...`` or ``target.append(...)``: a barrier when target is a
-        builtin container the caller (or a deferred call) can see, which that mutates."""
-        if isinstance(target, _CONTAINERS):
+        """Before ``target += ...`` or ``target.append(...)`` on a value the caller (or a
+        deferred call) may see: a barrier unless it is an immutable builtin, which those
+        cannot change (a user class, a numpy array or an ``array.array`` can)."""
+        if not pure_value(target):  # anything but an immutable builtin may change in place
             inv = self.tls.cur
             if type(inv) is Invocation:
                 inv.barrier()

@@ -15,6 +15,7 @@ waited for: no deferred call outlives its invocation.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import threading
 import time
@@ -229,6 +230,7 @@ class Invocation:
         self.wall0 = time.time()
         self.body = threading.get_ident()
         self.waits: list[tuple[float, float, Task]] = []  # the body blocked on these
+        self.draining: dict[int, collections.deque[Task]] = {}  # thread -> ready tasks to submit
         _live.add(self)
 
     # -- the body's side -----------------------------------------------------
@@ -302,12 +304,19 @@ class Invocation:
             self.checked += 1
 
     def wait(self, task: Task) -> None:
-        """Wait until ``task`` is finished, running it here if no worker has taken it."""
-        while True:
+        """Wait until ``task`` is finished, running it here if no worker has taken it.
+
+        A task waiting for its inputs is waited for through them, deepest first, with
+        an explicit stack: a chain of lazy operators can be thousands of tasks long.
+        """
+        stack = [task]
+        while stack:
+            task = stack[-1]
             with self.cond:
                 state = task.state
                 if state in _FINISHED:
-                    return
+                    stack.pop()
+                    continue
                 # A worker waiting for a queued call runs it itself, so that nested
                 # jitted functions cannot deadlock a small pool; any other thread
                 # waits, so that a pool of N workers never runs more than N calls.
@@ -326,9 +335,8 @@ class Invocation:
                     continue
             if run_here:
                 task.execute()
-                return
-            if dep is not None:
-                self.wait(dep)
+            elif dep is not None:
+                stack.append(dep)
 
     def finish(self, value: Any) -> Any:
         """The body returned ``value``: finish every deferred call first."""
@@ -392,8 +400,26 @@ class Invocation:
                         stack.append(dep)
                 t.dependents = []
             self.cond.notify_all()
-        for t in ready:
-            self._submit(t)
+        self._submit_ready(ready)
+
+    def _submit_ready(self, ready: list[Task]) -> None:
+        """Submit tasks whose inputs are done, without recursion.
+
+        Submitting a lazy operator's task computes it at once, which completes it and
+        readies the next one: ``x += i`` over 1,000 iterations is a chain of 1,000
+        tasks.  The outermost call on a thread submits in a loop; inner ones queue.
+        """
+        ident = threading.get_ident()
+        queue = self.draining.get(ident)
+        if queue is not None:
+            queue.extend(ready)
+            return
+        queue = self.draining[ident] = collections.deque(ready)
+        try:
+            while queue:
+                self._submit(queue.popleft())
+        finally:
+            del self.draining[ident]
 
     # -- internals -------------------------------------------------------------
     def _submit(self, task: Task) -> None:

@@ -360,11 +360,10 @@ class Program:
                 at(index).extend(_resolve_at(depth, hook_resolve, loc))
         for index, cells in flow.resolve_cells.items():
             loc = cfg.instrs[index].location
-            for cell in cells:
-                var = CellVar(cell)
-                at(index).extend([Instr("LOAD_DEREF", var, location=loc),
-                                  *ops.apply(hook_resolve, loc),
-                                  Instr("STORE_DEREF", var, location=loc)])
+            for cell in cells:  # the cell object itself: it may be empty on this path
+                at(index).extend([Instr("LOAD_CLOSURE", CellVar(cell), location=loc),
+                                  *ops.apply(_CellHook(hook_resolve), loc),
+                                  Instr("POP_TOP", location=loc)])
         for index, n in probed_ops.items():
             loc = cfg.instrs[index].location
             op = unit.op_ids[index]
@@ -561,6 +560,32 @@ def _location(items: list[Any]) -> Any:
         if isinstance(item, Instr):
             return item.location
     return None
+
+
+class _CellHook:
+    """Applies a resolve (or use) hook to a cell's content, if the cell holds one.
+
+    A variable that only comprehensions read may be unbound on some paths; the
+    plain function fails (NameError) only if a comprehension actually reads it,
+    so the body must not load it itself.
+    """
+
+    __slots__ = ("hook",)
+
+    def __init__(self, hook: Callable[[Any], Any]) -> None:
+        self.hook = hook
+
+    def __call__(self, cell: Any) -> None:
+        try:
+            value = cell.cell_contents
+        except ValueError:  # empty
+            return
+        new = self.hook(value)
+        if new is not value:
+            cell.cell_contents = new
+
+    def __repr__(self) -> str:
+        return f"<cell {self.hook!r}>"
 
 
 def _comprehension_cells(code: CodeType) -> frozenset[str]:
