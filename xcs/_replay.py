@@ -409,6 +409,8 @@ class Invocation:
         readies the next one: ``x += i`` over 1,000 iterations is a chain of 1,000
         tasks.  The outermost call on a thread submits in a loop; inner ones queue.
         """
+        if not ready:  # the common case: nothing waited for this task
+            return
         ident = threading.get_ident()
         queue = self.draining.get(ident)
         if queue is not None:
