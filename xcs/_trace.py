@@ -244,16 +244,19 @@ class Recorder:
             self._mark(self.events[index], op, now)
         sources = self.derived.get(id(value))
         if sources:
-            # Only a first use counts, so a set of sources marked once for this
-            # ``op`` needs no second pass: ``acc = acc + x`` in a loop reads the
-            # same (shared) set every iteration.
-            key = (op, id(sources))
-            if key not in self._marked:
-                self._marked.add(key)
-                self.keep.append(sources)  # its id must not be reused
-                events = self.events
-                for i in sources:
-                    self._mark(events[i], op, now)
+            self._mark_set(sources, op, now)
+
+    def _mark_set(self, sources: frozenset[int], op: int | None, now: float) -> None:
+        # Only a first use counts, so a set of sources marked once for this ``op``
+        # needs no second pass: ``acc = acc + x`` in a loop reads the same (shared)
+        # set every iteration.
+        key = (op, id(sources))
+        if key not in self._marked:
+            self._marked.add(key)
+            self.keep.append(sources)  # its id must not be reused
+            events = self.events
+            for i in sources:
+                self._mark(events[i], op, now)
 
     @staticmethod
     def _mark(ev: _Open, op: int | None, now: float) -> None:
@@ -285,13 +288,8 @@ class Recorder:
                 hits.append(index)
             fs = derived.get(id(value))
             if fs:
-                key = (op, id(fs))
-                if key not in self._marked:
-                    now = now or _clock()
-                    self._marked.add(key)
-                    self.keep.append(fs)
-                    for i in fs:
-                        mark(events[i], op, now)
+                now = now or _clock()
+                self._mark_set(fs, op, now)
                 sets.append(fs)
             if type(value) in _CONTAINERS:  # its items count as used, not as sources
                 self.use(value, op)
