@@ -141,8 +141,8 @@ def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
             notes[s] = "in a nested function or generator expression"
         elif site.append:
             notes[s] = "appends to a list the function builds"
-        elif any(n.frame_sensitive for n in nodes):
-            notes[s] = "the callee depends on its caller's frame or thread (or prints)"
+        elif any(n.stays for n in nodes):
+            notes[s] = next(n.stays for n in nodes if n.stays)
         elif any(n.opaque for n in nodes):
             notes[s] = "an argument is a generator or a closure of the body"
         elif sum(n.duration for n in nodes) / len(nodes) < MIN_DURATION:

@@ -33,3 +33,18 @@ def gil_enabled() -> bool:
     """Whether threads running pure-Python code are serialized by the GIL."""
     probe = getattr(sys, "_is_gil_enabled", None)  # 3.13+
     return True if probe is None else bool(probe())
+
+
+_monitoring = getattr(sys, "monitoring", None)  # 3.12+
+_TOOL_IDS = range(6)  # sys.monitoring has six tool ids
+
+
+def tracing() -> bool:
+    """Whether a trace function or a ``sys.monitoring`` tool (a debugger, coverage)
+    is active in this thread: it must see the plain function, placeholders never."""
+    if sys.gettrace() is not None:
+        return True
+    if _monitoring is None:
+        return False
+    get_tool = _monitoring.get_tool
+    return any(get_tool(i) is not None for i in _TOOL_IDS)

@@ -36,6 +36,9 @@ NOTDICT = 32  # may be other than a dict
 OTHER = 64  # may be an ordinary value rather than the NULL slot of a call opener
 TAINT = PH | LCT | TCT
 PLAIN = ESC | NOTLIST | NOTDICT | OTHER
+# A value that is never an object handed to a deferred call: a constant, a bool
+# result.  (Not ESC: ESC also means "may be an object someone else holds".)
+IMMUTABLE = NOTLIST | NOTDICT | OTHER
 
 APPEND = "append"  # ``what`` of the bound ``append`` of a fresh list
 _DEREF = frozenset({"LOAD_DEREF", "STORE_DEREF", "DELETE_DEREF"})
@@ -215,6 +218,9 @@ class Flow:
     mutators: set[int] = field(default_factory=set)  # x.append(...) etc. where x may be outside
     # 3.11: before a comprehension's call, the cells it reads that may hold placeholders
     resolve_cells: dict[int, list[str]] = field(default_factory=dict)
+    # index -> depths of the operands it reads that may be objects a deferred call
+    # received: the replay checks them against the objects deferred calls own
+    touches: dict[int, list[int]] = field(default_factory=dict)
 
 
 def callee_name(val: Val) -> str | None:
@@ -308,6 +314,8 @@ class _Simulation:
             out.append((j, step.after(jump)))
         if self.recording and step.resolve:
             self.flow.resolves[i] = sorted(set(step.resolve), reverse=True)
+        if self.recording and step.touch:
+            self.flow.touches[i] = sorted(set(step.touch), reverse=True)
         return out
 
 
@@ -323,6 +331,8 @@ class _Step:
         self.locs = dict(state.locs)
         self.depth0 = len(self.stack)
         self.resolve: list[int] = []
+        self.touch: list[int] = []  # depths of operands this instruction reads
+        self.touching = self.instr.name not in sim.ops.READS_NOTHING
         self.pushed: list[Val] = []
         self.effect_known = False
         self.origin = i
@@ -348,10 +358,16 @@ class _Step:
         """Depth (1 = top) at instruction entry of the item at stack position ``pos``."""
         return self.depth0 - pos
 
-    def _observe(self, pos: int, val: Val) -> None:
-        """The instruction observes ``val`` (at entry position ``pos``): resolve it first."""
+    def _observe(self, pos: int, val: Val, touch: bool = True) -> None:
+        """The instruction observes ``val`` (at entry position ``pos``): resolve it first.
+
+        With ``touch``, the instruction also reads the object: if a deferred call
+        may own it, the replay waits for that call first.
+        """
         if val.bits & TAINT:
             self.resolve.append(self._depth_of(pos))
+        if touch and self.touching and val.bits & ESC:
+            self.touch.append(self._depth_of(pos))
         self._escape(val)
 
     def _escape(self, val: Val) -> None:
@@ -361,6 +377,8 @@ class _Step:
     def after(self, jump: bool) -> State:
         stack = list(self.stack)
         pushed = self.pushed if self.effect_known else self._generic_push(jump)
+        if self.instr.name in self.sim.ops.IMMUTABLE_RESULT:
+            pushed = [Val(IMMUTABLE) for _ in pushed]
         if self.instr.name not in ("COPY", "SWAP"):  # shuffles move values, make none
             origin = self.origin
             pushed = [v if v.origin <= origin else
@@ -427,6 +445,10 @@ class _Step:
         items = self._take(consumed)
         kept = ops.count(ops.KEPT, self.instr, 0) or 0
         self.kept_items = items[:kept]
+        if self.instr.name in ops.READS_KEPT and items:
+            # MATCH_MAPPING and friends test the subject they leave on the stack
+            # (a placeholder is no mapping); FOR_ITER advances its iterator.
+            self._observe(base, items[0])
         for k, val in enumerate(items[kept:], start=kept):
             self._observe(base + k, val)
 
@@ -529,8 +551,10 @@ class _Step:
                 continue
             if role == "callable":
                 if val.what != APPEND:
-                    self._observe(pos, val)
-            elif deferred and not (role in ("star", "kwstar") and val.bits & PH):
+                    self._observe(pos, val, touch=not deferred)
+            elif deferred and role in ("star", "kwstar") and val.bits & PH:
+                self._observe(pos, val, touch=False)  # handed to the call, resolved first
+            elif deferred:
                 # Handed to the deferred call, which resolves it.  A *args or
                 # **kwargs operand is unpacked by CALL_FUNCTION_EX itself, so
                 # it must be a real iterable (its items may be placeholders).
@@ -598,7 +622,8 @@ class _Step:
 
     def _op_LOAD_CONST(self) -> None:
         arg = self.arg
-        self._done([Val(PLAIN, what=("code", arg)) if isinstance(arg, CodeType) else CLEAN])
+        self._done([Val(PLAIN, what=("code", arg)) if isinstance(arg, CodeType)
+                    else Val(IMMUTABLE)])
 
     def _op_MAKE_FUNCTION(self) -> None:
         top = self.stack[-1] if self.stack else CLEAN
@@ -722,6 +747,8 @@ class _Step:
         (val,) = self._take(1)
         if val.bits & PH:
             self.resolve.append(self._depth_of(base))
+        if val.bits & ESC and self.touching:
+            self.touch.append(self._depth_of(base))
         self._escape(val)
         element = Val(PLAIN | PH) if val.bits & (LCT | TCT) else CLEAN
         self._done([element] * self.arg)

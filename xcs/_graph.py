@@ -30,7 +30,7 @@ class Node(NamedTuple):
     first_use: float | None
     raised: bool
     opaque: bool
-    frame_sensitive: bool
+    stays: str | None  # why the callee must run in the body's thread
     op_uses: tuple[tuple[int, float], ...] = ()
 
     def forced_at(self, lazy: frozenset[int] | set[int]) -> float | None:
@@ -76,7 +76,7 @@ class Graph:
                 deps = tuple(sorted(found))
             nodes.append(Node(node_id, index, call.site, call.callee, call.start,
                               call.duration, call.cpu, deps, call.first_use,
-                              call.raised, call.opaque, call.frame_sensitive, call.op_uses))
+                              call.raised, call.opaque, call.stays, call.op_uses))
         return cls(tuple(nodes), trace.duration, trace.raised, trace.truncated,
                    dict(trace.op_pure))
 

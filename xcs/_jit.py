@@ -22,17 +22,17 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any
 
-from xcs import _compat, _explain, _replay
+from xcs import _compat, _explain, _owners, _replay
 from xcs._analyze import ExecutorFacts, Plan
 from xcs._errors import RewriteError, XcsTypeError, XcsValueError, XcsWarning
 from xcs._graph import Graph
 from xcs._replay import Invocation, Pending, Timeline
-from xcs._trace import Recorder, frame_sensitive, pure_value
+from xcs._trace import Recorder, pure_value, stays_here
 
 if TYPE_CHECKING:
     from xcs._rewrite import Program, Site, Variant
@@ -77,8 +77,13 @@ def _outside_xcs() -> int:
 
 
 def _facts(executor: Executor) -> ExecutorFacts:
+    """What the estimate assumes of ``executor``.
+
+    Behaviour never depends on these: the worker count is only a hint for the
+    estimate, read where the standard pools and dask keep it (an executor that
+    does not say is assumed to have DEFAULT_WORKERS).
+    """
     workers = getattr(executor, "_max_workers", None)
-    threads = isinstance(executor, ThreadPoolExecutor)
     if not isinstance(workers, int):
         try:  # dask.distributed's executor: ask its client how many threads it has
             workers = sum(executor._client.nthreads().values())  # type: ignore[attr-defined]
@@ -86,9 +91,12 @@ def _facts(executor: Executor) -> ExecutorFacts:
             workers = None
     if not isinstance(workers, int) or workers < 1:
         workers = DEFAULT_WORKERS
-    if isinstance(executor, ProcessPoolExecutor):
-        threads = False
-    return ExecutorFacts(workers, threads, _compat.gil_enabled())
+    return ExecutorFacts(workers, not _replay.remote(executor), _compat.gil_enabled())
+
+
+def _distinct(items: Any) -> tuple[Any, ...]:
+    """The items, each once, in order of first appearance."""
+    return tuple(dict.fromkeys(items))
 
 
 class _Local(threading.local):
@@ -108,6 +116,7 @@ class SignatureStats:
     deferred_sites: tuple[str, ...]
     estimated_speedup: float | None
     measured_speedup: float | None
+    traced: int = 0  # calls that ran plain because a tracer or debugger was active
 
 
 @dataclass(frozen=True)
@@ -133,8 +142,10 @@ class Stats:
             est = f", estimated {s.estimated_speedup:.2f}x" if s.estimated_speedup else ""
             got = f", measured {s.measured_speedup:.2f}x" if s.measured_speedup else ""
             why = f" ({s.reason})" if s.reason else ""
+            traced = (f", {s.traced} ran plain under a trace function or sys.monitoring tool"
+                      if s.traced else "")
             lines.append(f"  {s.signature}: {s.status}{why}; {s.calls} calls, "
-                         f"{s.replays} replayed{est}{got}")
+                         f"{s.replays} replayed{est}{got}{traced}")
         return "\n".join(lines)
 
 
@@ -148,6 +159,7 @@ class _Entry:
         self.calls = 0
         self.trials = 0
         self.replays = 0
+        self.traced = 0
         self.replay_time = 0.0
         self.plan: Plan | None = None
         self.graph: Graph | None = None
@@ -168,12 +180,13 @@ class _Entry:
 class _SiteHook:
     """The hooks of one call site, bound to its function's thread-local state."""
 
-    __slots__ = ("line", "scan", "site", "state", "tls", "via", "where")
+    __slots__ = ("comprehension", "line", "scan", "site", "state", "tls", "via", "where")
 
     def __init__(self, site: Site, tls: _Local, state: _Function) -> None:
         self.site = site.id
         self.line = site.line
         self.scan = site.scan
+        self.comprehension = site.comprehension
         self.via: Any = None  # made on the first deferral (compiling costs ~50 us)
         self.where = (site.code, site.filename, site.line)
         self.tls = tls
@@ -203,12 +216,15 @@ class _SiteHook:
         inv = self.tls.cur
         if type(inv) is not Invocation:  # not in a replay: nothing can be pending
             return fn(*args, **kwargs)
-        if frame_sensitive(fn):  # this call's callee differs from the trial's: keep it here
+        if stays_here(fn):  # this call's callee differs from the trial's: keep it here
             return inv.call_here(fn, args, kwargs)
         try:
             if self.via is None:
                 self.via = _replay.trampoline(*self.where)
-            return inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via)
+            # In a 3.11 comprehension (a frame of its own) the failure's traceback
+            # must show that frame, as plain's does.
+            frame = sys._getframe(1) if self.comprehension else None
+            return inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via, frame)
         except Exception as exc:
             self.state._internal(exc)
         return inv.call_here(fn, args, kwargs)
@@ -259,6 +275,8 @@ class _OpHook:
             if replay:
                 return inv.derive(self.op, self.line, self.fn, operands)
             operands = tuple(map(_replay.resolve, operands))
+        elif replay and _owners.OWNED:  # the operator reads its operands now
+            inv.touch(operands, 1)
         return self.fn(*operands)
 
 
@@ -274,6 +292,7 @@ class _Hooks:
         self.ops = [_OpHook(o.id, o.line, program.op_function(o.id), state.tls, state)
                     for o in program.op_sites]
         self.resolve = _replay.resolve
+        self.owned = _owners.OWNED
 
     def before(self, site: int) -> Callable[..., Any]:
         return self.sites[site].before
@@ -301,6 +320,22 @@ class _Hooks:
             except Exception as exc:
                 self.state.broken(rec, exc)
         return value
+
+    # Called only while some deferred call owns objects (the body tests ``owned``).
+    def touch(self, *values: Any) -> None:
+        inv = self.tls.cur
+        if type(inv) is Invocation:
+            inv.touch(values, 0)
+
+    def touch_deep(self, *values: Any) -> None:
+        inv = self.tls.cur
+        if type(inv) is Invocation:
+            inv.touch(values, 1)
+
+    def touch_call(self, *values: Any) -> None:
+        inv = self.tls.cur
+        if type(inv) is Invocation:
+            inv.touch(values, 2)
 
     def barrier(self, _: Any) -> None:
         inv = self.tls.cur
@@ -415,8 +450,8 @@ class _Function:
     # -- per call ----------------------------------------------------------------
     def _key(self, params: tuple[Any, ...]) -> Any:
         key: tuple[Any, ...] = tuple(map(type, params))
-        if self.star is not None:
-            key += ("*", *map(type, params[self.star]))
+        if self.star is not None:  # the types in ``*args``, not how many: f(*docs) is one
+            key += ("*", *_distinct(map(type, params[self.star])))
         if self.starstar is not None:
             key += ("**", *sorted((k, type(v)) for k, v in params[self.starstar].items()))
         hash(key)
@@ -426,7 +461,8 @@ class _Function:
         parts = []
         for k, (name, value) in enumerate(zip(self.param_names, params)):
             if k == self.star:
-                parts.append("*" + name + ": (" + ", ".join(type(v).__name__ for v in value) + ")")
+                types = ", ".join(t.__name__ for t in _distinct(map(type, value)))
+                parts.append(f"*{name}: ({types}, ...)" if types else f"*{name}: ()")
             elif k == self.starstar:
                 parts.append("**" + name + ": {" + ", ".join(
                     f"{n}: {type(v).__name__}" for n, v in sorted(value.items())) + "}")
@@ -449,6 +485,9 @@ class _Function:
             entry.calls += 1
             status = entry.status
             if status == "plain":
+                return 0
+            if _compat.tracing():  # a debugger or coverage tool must see the plain function
+                entry.traced += 1
                 return 0
             if status == "optimized":
                 k = layout.index.get(entry.variant) if entry.variant else None
@@ -585,7 +624,7 @@ class _Function:
                 e.trials, e.replays,
                 tuple(where[s] for s in sorted(plan.deferred)) if plan and e.status == "optimized"
                 else (),
-                plan.speedup if plan is not None else None, measured))
+                plan.speedup if plan is not None else None, measured, e.traced))
         return Stats(self.name, self.reason, tuple(sigs))
 
     def timeline(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:

@@ -17,14 +17,23 @@ from __future__ import annotations
 
 import collections
 import contextvars
+import functools
+import sys
 import threading
 import time
 import weakref
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import (
+    CancelledError,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
 from dataclasses import dataclass
-from types import CodeType, FrameType, TracebackType
+from types import CodeType, FrameType, MethodType, TracebackType
 from typing import Any, NamedTuple
 
+from xcs import _owners
 from xcs._trace import pure_value
 
 __all__ = ["Invocation", "Pending", "Span", "Timeline", "resolve"]
@@ -95,6 +104,7 @@ class Task:
     """One deferred call."""
 
     __slots__ = (
+        "after",
         "args",
         "ctx",
         "dependents",
@@ -103,12 +113,15 @@ class Task:
         "ended",
         "error",
         "fn",
+        "followers",
+        "frame",
         "future",
         "inline",
         "inv",
         "kwargs",
         "line",
         "name",
+        "owns",
         "placeholders",
         "seq",
         "site",
@@ -144,6 +157,10 @@ class Task:
         self.inline = False  # a lazy operator: computed where its inputs arrive
         self.placeholders = False  # some inputs were placeholders when it was made
         self.via: Any = None
+        self.owns: list[int] | None = None  # keys of the objects it owns (see _owners)
+        self.after: Task | None = None  # an earlier call of a cache with the same key
+        self.followers: list[Task] = []  # later ones, started when this one ends
+        self.frame: tuple[FrameType, int] | None = None  # (comprehension frame, its call line)
 
     def run(self) -> None:
         """Executor entry point: run the call unless someone else has taken it."""
@@ -194,20 +211,29 @@ def remote_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
     return value, started, time.time(), where
 
 
-def _picklable(executor: Executor, task: Task) -> bool:
-    """Whether a process or cluster executor will be able to send ``task`` to a worker.
+_CLOUDPICKLING = ("loky", "distributed", "dask")
 
-    Other executors (a user's own, running calls in this process) need no pickling.
+
+def remote(executor: Executor) -> bool:
+    """Whether ``executor`` runs calls in other processes, so that they must be pickled.
+
+    Every other executor (a thread pool, a forwarding wrapper, a user's own) runs
+    them in this process: its tasks get the caller's contextvars, and a task not
+    started yet can be taken back by a thread that waits for it.
     """
-    if type(executor).__module__.split(".")[0] in ("loky", "distributed", "dask"):
+    return (isinstance(executor, ProcessPoolExecutor)
+            or type(executor).__module__.split(".")[0] in _CLOUDPICKLING)
+
+
+def _picklable(executor: Executor, task: Task) -> bool:
+    """Whether a process or cluster executor will be able to send ``task`` to a worker."""
+    if type(executor).__module__.split(".")[0] in _CLOUDPICKLING:
         try:
             import cloudpickle as pickler  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError:
             import pickle as pickler
-    elif isinstance(executor, ProcessPoolExecutor):
-        import pickle as pickler
     else:
-        return True
+        import pickle as pickler
     try:
         pickler.dumps((task.fn, task.args, task.kwargs))
     except Exception:
@@ -220,7 +246,10 @@ class Invocation:
 
     def __init__(self, executor: Executor, on_exit: Any = None) -> None:
         self.executor = executor
-        self.claimable = isinstance(executor, ThreadPoolExecutor)
+        self.claimable = not remote(executor)
+        # A pool of ours runs every task it accepts; another executor may fail one
+        # (a wrapper around a process pool cannot pickle it): watch its futures.
+        self.watch = self.claimable and not isinstance(executor, ThreadPoolExecutor)
         self.tasks: list[Task] = []
         self.checked = 0  # tasks[:checked] are known to have succeeded
         self.cond = threading.Condition()
@@ -231,20 +260,27 @@ class Invocation:
         self.body = threading.get_ident()
         self.waits: list[tuple[float, float, Task]] = []  # the body blocked on these
         self.draining: dict[int, collections.deque[Task]] = {}  # thread -> ready tasks to submit
+        self.cached: dict[Any, Task] = {}  # (cache, key) -> the latest call made with it
+        self.failed = sys.maxsize  # program-order position of the first call that failed
         _live.add(self)
 
     # -- the body's side -----------------------------------------------------
     def defer(self, site: int, line: int, fn: Any, args: tuple[Any, ...],
-              kwargs: dict[str, Any], scan: bool = True, via: Any = None) -> Any:
+              kwargs: dict[str, Any], scan: bool = True, via: Any = None,
+              frame: FrameType | None = None) -> Any:
         """Submit ``fn(*args, **kwargs)`` and return its placeholder.
 
         ``scan`` says whether arguments may be containers holding placeholders
         (the stack simulation knows when they cannot: a list passed in from
         outside is then not searched); ``via`` runs the call (a trampoline
-        that gives the callee the caller's name and line as its caller).
+        that gives the callee the caller's name and line as its caller);
+        ``frame``, the frame making the call when it is not the body's own (a 3.11
+        comprehension), for the traceback of a failure.
         """
         task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
         task.via = via
+        if frame is not None and frame.f_back is not None:
+            task.frame = (frame, frame.f_back.f_lineno)
         deps = _pending_in(args, kwargs, scan)
         if self.claimable:
             task.ctx = contextvars.copy_context()
@@ -260,7 +296,11 @@ class Invocation:
         """Add ``task`` in program order; submit it now or when ``deps`` are done."""
         self.tasks.append(task)
         task.placeholders = bool(deps)
+        # What it received belongs to it; looked at outside the lock (it may be long).
+        keys = None if task.inline else _owners.keys_of((task.fn, *task.args,
+                                                          *task.kwargs.values()))
         with self.cond:
+            done = []
             for dep in deps:
                 if dep.state in (FAILED, CANCELLED):  # never made: an input failed
                     task.state = FAILED
@@ -270,6 +310,12 @@ class Invocation:
                     dep.dependents.append(task)
                     task.deps.append(dep)
                     task.deps_left += 1
+                else:
+                    done.append(dep.value)
+            if keys is not None:
+                # The results of its inputs are its own too: those done now, the
+                # others when they arrive (see ``complete``).
+                _owners.own(task, keys=keys + _owners.keys_of(done) if done else keys)
             # Decided under the lock: once it is released, the worker that finishes the
             # last input submits the task itself (``complete``), so reading deps_left
             # afterwards could submit it twice.
@@ -282,7 +328,26 @@ class Invocation:
         """Make a call in the body's thread, in program order, with its inputs resolved."""
         args = tuple(resolve(a) for a in args)
         kwargs = {k: resolve(v) for k, v in kwargs.items()}
+        if _owners.OWNED:
+            self.touch((fn, *args, *kwargs.values()), 2)
         return fn(*args, **kwargs)
+
+    def touch(self, values: tuple[Any, ...], mode: int) -> None:
+        """The body is about to read ``values``: wait for the calls that own them.
+
+        If one of those calls failed, the body stops as the plain function would
+        have: the first failure in program order is raised.
+        """
+        try:
+            found = _owners.owners(values, mode, self)
+        except Exception:  # cannot tell what they reach: wait for every owner
+            found = _owners.ALL
+        if found is _owners.ALL:
+            found = [t for t in self.tasks if t.owns]
+        for task in sorted(found, key=lambda t: t.seq):
+            self.wait(task)
+            if task.state != DONE:
+                self.barrier()
 
     def force(self, task: Task) -> Any:
         if task.state not in _FINISHED:
@@ -310,6 +375,7 @@ class Invocation:
         an explicit stack: a chain of lazy operators can be thousands of tasks long.
         """
         stack = [task]
+        stop = False
         while stack:
             task = stack[-1]
             with self.cond:
@@ -317,6 +383,9 @@ class Invocation:
                 if state in _FINISHED:
                     stack.pop()
                     continue
+                if task.seq > self.failed and state in (QUEUED, HELD):
+                    stop = True  # it will never run: raise the failure that stopped it
+                    break
                 # A worker waiting for a queued call runs it itself, so that nested
                 # jitted functions cannot deadlock a small pool; any other thread
                 # waits, so that a pool of N workers never runs more than N calls.
@@ -326,6 +395,8 @@ class Invocation:
                     run_here = True
                 elif state == WAITING:
                     dep = next((d for d in task.deps if d.state not in _FINISHED), None)
+                    if dep is None and task.after is not None and task.after.state not in _FINISHED:
+                        dep = task.after  # held back behind a call with the same cache key
                     run_here = False
                     if dep is None:
                         self.cond.wait()
@@ -337,6 +408,10 @@ class Invocation:
                 task.execute()
             elif dep is not None:
                 stack.append(dep)
+        else:
+            return
+        if stop:
+            self.barrier()  # raises the first failure in program order
 
     def finish(self, value: Any) -> Any:
         """The body returned ``value``: finish every deferred call first."""
@@ -360,7 +435,9 @@ class Invocation:
     # -- workers' side ---------------------------------------------------------
     def claim(self, task: Task) -> bool:
         with self.cond:
-            if task.state != QUEUED:
+            # After a failure, a call later in program order that has not started
+            # never starts: the plain function would not have made it.
+            if task.state != QUEUED or task.seq > self.failed:
                 return False
             task.state = RUNNING
             return True
@@ -373,6 +450,12 @@ class Invocation:
             task.ended = ended
             if not task.started:
                 task.started = ended
+            if task.owns:
+                _owners.disown(task)
+            if error is None and not cancelled:
+                for dep in task.dependents:  # the result now belongs to the calls it feeds
+                    if not dep.inline and dep.state == WAITING:
+                        _owners.own(dep, (value,))
             if cancelled:
                 task.state = CANCELLED
             elif error is None:
@@ -382,8 +465,12 @@ class Invocation:
                 task.state = FAILED
                 task.error = error
                 task.tb = error.__traceback__
+                self.failed = min(self.failed, task.seq)
             task.fn = task.args = task.kwargs = task.ctx = None  # free the inputs
             task.deps = []
+            if task.followers:  # calls of the same cache with the same key: a hit now
+                ready += [t for t in task.followers if t.state == WAITING]
+                task.followers = []
             stack = [task]
             while stack:  # settle dependents: ready to go, or skipped after a failure
                 t = stack.pop()
@@ -397,6 +484,8 @@ class Invocation:
                     else:
                         dep.state = FAILED
                         dep.error = _Skipped()
+                        if dep.owns:
+                            _owners.disown(dep)
                         stack.append(dep)
                 t.dependents = []
             self.cond.notify_all()
@@ -429,6 +518,8 @@ class Invocation:
             task.args = tuple(_resolved(a) for a in task.args)
             for key, value in task.kwargs.items():
                 task.kwargs[key] = _resolved(value)
+        if not task.inline and task.after is None and self._follows(task):
+            return
         if task.inline:
             pure = all(map(pure_value, task.args))
             with self.cond:
@@ -443,8 +534,11 @@ class Invocation:
                 return
             task.state = QUEUED
         try:
+            future: Future[Any]
             if self.claimable:
-                self.executor.submit(task.run)
+                future = self.executor.submit(task.run)
+                if self.watch:
+                    future.add_done_callback(functools.partial(self._lost, task))
             else:
                 if not _picklable(self.executor, task):
                     raise _Unpicklable(f"cannot pickle {task.name}() to send it to the executor's "
@@ -464,6 +558,37 @@ class Invocation:
             if here:
                 task.execute()
 
+    def _follows(self, task: Task) -> bool:
+        """Hold back a call into an ``lru_cache``/``cache``d function while a call with
+        the same key is in flight: it starts when that one ends, and hits the cache
+        as it would in the plain function (concurrent calls would all miss)."""
+        key = _cache_key(task.fn, task.args, task.kwargs)
+        if key is None:
+            return False
+        with self.cond:
+            first = self.cached.get(key)
+            self.cached[key] = task
+            if first is None or first.state in _FINISHED or first is task:
+                return False
+            task.after = first
+            first.followers.append(task)
+            return True
+
+    def _lost(self, task: Task, future: Future[Any]) -> None:
+        """Done-callback: the executor dropped ``task`` without running it."""
+        if future.cancelled():
+            error: BaseException | None = CancelledError()
+        else:
+            error = future.exception()
+        if error is None:
+            return
+        with self.cond:
+            if task.state != QUEUED:
+                return
+            self.refused = error
+            task.state = HELD  # the body runs it when it needs it, as plain would
+            self.cond.notify_all()
+
     def _cancel_unstarted(self) -> None:
         with self.cond:
             for task in self.tasks:
@@ -472,6 +597,8 @@ class Invocation:
                         continue  # already running in a foreign executor
                     task.state = CANCELLED
                     task.fn = task.args = task.kwargs = task.ctx = None
+                    if task.owns:
+                        _owners.disown(task)
             self.cond.notify_all()
 
     def _wait_running(self) -> None:
@@ -506,9 +633,12 @@ class Invocation:
         # now rather than at the next garbage collection.
         for task in self.tasks:
             task.value = task.tb = None
-            task.fn = task.args = task.kwargs = task.ctx = None
+            task.fn = task.args = task.kwargs = task.ctx = task.frame = None
+            if task.owns:  # e.g. a call still running when KeyboardInterrupt propagated
+                _owners.disown(task)
         self.tasks = []
         self.waits = []
+        self.cached = {}
 
 
 def resolve(value: Any) -> Any:
@@ -530,6 +660,24 @@ def resolve(value: Any) -> Any:
     return value
 
 
+def _cache_key(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The key under which ``functools.lru_cache`` stores this call, else None."""
+    try:  # runs in workers too, on any callable (whose __getattr__ may do anything)
+        target = fn.__func__ if type(fn) is MethodType else fn
+        info = getattr(target, "cache_parameters", None)
+        if info is None or not callable(getattr(target, "cache_info", None)):
+            return None
+        if type(fn) is MethodType:
+            args = (fn.__self__, *args)
+        key: tuple[Any, ...] = (id(target), args, tuple(kwargs.items()))
+        if info().get("typed"):
+            key += (tuple(map(type, args)), tuple(map(type, kwargs.values())))
+        hash(key)
+    except Exception:  # unhashable: the cache raises in the callee, as in plain
+        return None
+    return key
+
+
 def _resolved(value: Any) -> Any:
     """Like ``resolve`` for a task whose inputs are known to be finished."""
     return resolve(value) if type(value) in (Pending, list, dict, tuple) else value
@@ -549,6 +697,8 @@ def _pending_in(args: tuple[Any, ...], kwargs: dict[str, Any], scan: bool = True
             found.extend(item.task for item in value.values() if type(item) is Pending)
     return found
 
+
+_owners.NEVER_OWNED.add(Pending)
 
 _OWN_CODE = frozenset({Task.execute.__code__, Task.run.__code__, Invocation.wait.__code__,
                        Invocation.force.__code__})
@@ -582,7 +732,12 @@ def _with_site_traceback(error: BaseException, task: Task,
         tb = tb.tb_next
     if frame is not None:
         try:
-            tb = TracebackType(tb, frame, -1, task.line)
+            if task.frame is not None:  # the comprehension's frame, then the body's
+                inner, outer_line = task.frame
+                tb = TracebackType(tb, inner, -1, task.line)
+                tb = TracebackType(tb, frame, -1, outer_line)
+            else:
+                tb = TracebackType(tb, frame, -1, task.line)
         except (TypeError, ValueError):
             pass
     return error.with_traceback(tb)

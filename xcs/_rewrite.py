@@ -23,7 +23,7 @@ from types import CodeType, FunctionType
 from typing import Any, Protocol
 
 from bytecode import Bytecode, Instr, Label
-from bytecode.instr import UNSET, CellVar, TryBegin, TryEnd
+from bytecode.instr import UNSET, CellVar, InstrLocation, TryBegin, TryEnd
 
 from xcs import _compat
 from xcs._errors import RewriteError
@@ -61,6 +61,7 @@ class Site:
     append: bool  # ``L.append(x)`` on a list L that the body built
     in_place: bool = False  # calls a builtin such as super() that must run in this frame
     scan: bool = True  # its arguments may be containers holding placeholders
+    comprehension: bool = False  # in a comprehension that is a function of its own (3.11)
 
     @property
     def deferrable(self) -> bool:
@@ -100,6 +101,14 @@ class Hooks(Protocol):
     def abort(self) -> Callable[[BaseException], BaseException]: ...
     @property
     def guard(self) -> Callable[[Any], Any]: ...
+    @property
+    def touch(self) -> Callable[..., Any]: ...
+    @property
+    def touch_deep(self) -> Callable[..., Any]: ...
+    @property
+    def touch_call(self) -> Callable[..., Any]: ...
+    @property
+    def owned(self) -> object: ...
 
     def before(self, site: int) -> Callable[..., Any]: ...
     def after(self, site: int) -> Callable[[Any], Any]: ...
@@ -180,7 +189,8 @@ class Program:
             site = Site(len(self.sites), code.co_qualname, code.co_filename, line,
                         nested=kind == "nested",
                         protected=protected or cfg.protected[index],
-                        append=bool(call.append_to), in_place=call.name in IN_PLACE)
+                        append=bool(call.append_to), in_place=call.name in IN_PLACE,
+                        comprehension=kind == "comprehension")
             unit.site_ids[index] = site.id
             self.sites.append(site)
         if kind != "nested":  # operators that placeholders can reach when all is deferred
@@ -188,7 +198,7 @@ class Program:
             lazy: frozenset[int] = frozenset()
             while True:  # an operator's placeholder result may reach another operator
                 reach = simulate(cfg, ops, deferred, returns_to_caller=kind == "comprehension",
-                                 lazy=lazy, cells=cells)
+                                 comprehension=_may_hold_placeholders, lazy=lazy, cells=cells)
                 found = frozenset(i for i in reach.lazy_ops
                                   if not (protected or cfg.protected[i]))
                 if found <= lazy:
@@ -272,18 +282,21 @@ class Program:
         items = list(main.bytecode)
         prefix, body = items[:self._prefix_len], items[self._prefix_len:]
         loc = _location(prefix)
+        # The prologue has no line number: a tracer must not see a line event on
+        # the `def` line that the plain function does not have.
+        nowhere = InstrLocation(None, None, None, None)
         out: list[Any] = list(prefix)
-        out += self._load_params(loc)
-        out += ops.apply(dispatch, loc)
+        out += self._load_params(nowhere)
+        out += ops.apply(dispatch, nowhere)
         starts = [Label() for _ in variants]
         for k, start in enumerate(starts, start=1):
-            out += [Instr("COPY", 1, location=loc), Instr("LOAD_CONST", k, location=loc),
-                    Instr("IS_OP", 0, location=loc), ops.jump_forward_if_true(start, loc)]
-        out.append(Instr("POP_TOP", location=loc))
+            out += [Instr("COPY", 1, location=nowhere), Instr("LOAD_CONST", k, location=nowhere),
+                    Instr("IS_OP", 0, location=nowhere), ops.jump_forward_if_true(start, nowhere)]
+        out.append(Instr("POP_TOP", location=nowhere))
         out += _clone(body)
         for start, variant in zip(starts, variants):
             out.append(start)
-            copy = [Instr("POP_TOP", location=loc)]
+            copy = [Instr("POP_TOP", location=nowhere)]
             copy += self._emit(main, body, variant, hooks, offset=self._prefix_len)
             out += _catch_all(copy, hooks.abort, loc)
         return _assemble(main.bytecode, out)
@@ -381,6 +394,7 @@ class Program:
                                   *ops.apply(hooks.wrap(site), loc),
                                   Instr("SWAP", depth, location=loc)])
         if in_place and not trace and variant.deferred:
+            self._touches(unit, flow, deferred_calls, lazy_here, hooks, at)
             for index, instr in enumerate(cfg.instrs):
                 if cfg.protected[index]:
                     continue  # nothing is ever pending inside protected code
@@ -437,6 +451,39 @@ class Program:
             else:
                 out.append(item)
         return out
+
+    def _touches(self, unit: _Unit, flow: Flow, deferred_calls: frozenset[int],
+                 lazy_here: dict[int, int], hooks: Hooks, at: Callable[[int], list[Any]]) -> None:
+        """Before each instruction that reads an object a deferred call may own, check.
+
+        ``touch(*objects)`` waits for the deferred calls that received one of them
+        (see ``_replay``); it is only called while some call owns objects, which an
+        inline test of the owners' table tells in two instructions.  Not checked:
+        the receiver of a method that is itself deferred (handing an object to
+        another deferred call does not wait), lazy operators (their hook checks),
+        and instructions before which the body waits for every call anyway.
+        """
+        cfg = unit.cfg
+        handed = set().union(*(flow.calls[i].openers for i in deferred_calls))
+        handed -= set().union(*(c.openers for i, c in flow.calls.items()
+                                if i not in deferred_calls))
+        for index, depths in flow.touches.items():
+            instr = cfg.instrs[index]
+            if (cfg.protected[index] or index in handed or index in lazy_here
+                    or instr.name in SIDE_EFFECTS or index in flow.stores_outside
+                    or ops.is_with_enter(instr)):
+                continue
+            if ops.call_roles(instr) is not None:  # its callable first, then its arguments
+                hook = hooks.touch_call
+            elif instr.name in ops.READS_DEEP:  # reads what its operands hold, too
+                hook = hooks.touch_deep
+            else:
+                hook = hooks.touch
+            loc = instr.location
+            skip = Label()
+            at(index).extend([Instr("LOAD_CONST", hooks.owned, location=loc),
+                              *ops.jump_forward_if_false(skip, loc),
+                              *_copy_call(depths, hook, loc), skip])
 
     def _replace(self, unit: _Unit, index: int, instr: Instr, normalize: set[int],
                  children: dict[int, CodeType], trace: bool, hooks: Hooks,
@@ -507,6 +554,10 @@ class _NamedHooks:
     finish = _Named("finish")
     abort = _Named("abort")
     guard = _Named("guard")
+    touch = _Named("touch")
+    touch_deep = _Named("touch_deep")
+    touch_call = _Named("touch_call")
+    owned = _Named("owned")
 
     def before(self, site: int) -> Any:
         return _Named(f"before {site}")
@@ -586,6 +637,13 @@ class _CellHook:
 
     def __repr__(self) -> str:
         return f"<cell {self.hook!r}>"
+
+
+def _may_hold_placeholders(code: CodeType) -> Val:
+    """What a 3.11 comprehension returns when its own calls may be deferred: a list,
+    set or dict that may hold placeholders (so calls receiving it search it)."""
+    kind = NOTDICT | OTHER if code.co_name == "<listcomp>" else NOTLIST | OTHER
+    return Val(kind | LCT)
 
 
 def _comprehension_cells(code: CodeType) -> frozenset[str]:

@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import queue
+import select
 import sys
+import threading
 import time
 import warnings
+from concurrent import futures
 from dataclasses import dataclass, field
 from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType
 from typing import Any, NamedTuple
@@ -48,12 +53,45 @@ _FRAME_SENSITIVE = frozenset(map(id, (
 )))
 
 
-def frame_sensitive(fn: Any) -> bool:
-    """Whether calling ``fn`` from another thread would change its behaviour."""
-    if id(fn) in _FRAME_SENSITIVE:
-        return True
+# Calls made for their delay or to block: deferring ``time.sleep`` between two
+# requests (a rate limit) would drop the delay, deferring ``q.get()`` would let
+# the body run ahead of what it waits for.  Functions, and the types any of whose
+# methods (acquire, wait, get, put, join, result, ...) block.
+_BLOCKING = frozenset(map(id, (
+    time.sleep, select.select, futures.wait, futures.as_completed,
+    *(getattr(os, name) for name in ("wait", "waitpid", "wait3", "wait4", "waitid")
+      if hasattr(os, name)),
+)))
+_BLOCKING_TYPES = (type(threading.Lock()), type(threading.RLock()), threading.Semaphore,
+                   threading.Condition, threading.Event, threading.Barrier, threading.Thread,
+                   queue.Queue, queue.SimpleQueue, futures.Future)
+_BLOCKING_MODULES = ("multiprocessing", "subprocess", "asyncio", "selectors")
+FRAME = "the callee depends on its caller's frame or thread (or prints)"
+BLOCKS = "the call blocks or waits (a sleep, a lock, an event, a queue, a future, a thread)"
+
+
+def stays_here(fn: Any) -> str | None:
+    """Why ``fn`` must run in the body's thread, in program order (None: it need not).
+
+    Calling it from another thread would change what it does (``super``,
+    ``warnings.warn``, a logger, ``print``), or its purpose is to block.
+    """
+    key = id(fn)
+    if key in _FRAME_SENSITIVE:
+        return FRAME
+    if key in _BLOCKING:
+        return BLOCKS
     owner = getattr(fn, "__self__", None)
-    return isinstance(owner, (logging.Logger, logging.LoggerAdapter))
+    if owner is None:
+        return None
+    if isinstance(owner, (logging.Logger, logging.LoggerAdapter)):
+        return FRAME
+    if isinstance(owner, _BLOCKING_TYPES):
+        return BLOCKS
+    module = getattr(type(owner), "__module__", "") or ""
+    if module.split(".")[0] in _BLOCKING_MODULES:  # their queues, locks, processes
+        return BLOCKS
+    return None
 
 
 class Call(NamedTuple):
@@ -74,7 +112,7 @@ class Call(NamedTuple):
     parent: int | None  # the call that was running when this one was made
     raised: bool
     opaque: bool  # a generator or a closure of the body among its arguments
-    frame_sensitive: bool
+    stays: str | None  # why the callee must run in the body's thread (see ``stays_here``)
     op_uses: tuple[tuple[int, float], ...] = ()  # (op site, time) an operator first read it
 
     @property
@@ -378,10 +416,10 @@ class Recorder:
             ev.end = end
             ev.frame = None
         t0 = self.t0
-        names: dict[int, tuple[str, bool]] = {}  # per callee: its name, frame sensitivity
+        names: dict[int, tuple[str, str | None]] = {}  # per callee: its name, stays_here
         for ev in self.events:
             if id(ev.fn) not in names:
-                names[id(ev.fn)] = (_name(ev.fn), frame_sensitive(ev.fn))
+                names[id(ev.fn)] = (_name(ev.fn), stays_here(ev.fn))
         calls = tuple(
             Call(ev.index, ev.site, names[id(ev.fn)][0], ev.start - t0,
                  (ev.end if ev.end is not None else end) - t0, ev.cpu, ev.deps,

@@ -86,6 +86,25 @@ KEPT: dict[str, _Count] = {
     "SET_UPDATE": lambda a: a, "WITH_EXCEPT_START": 4, "SEND": 1,
 }
 
+# Instructions that read none of their operands: they drop, re-raise or return
+# a value, or compare identities.  (Before a return the replay waits for every
+# deferred call anyway.)  Every other instruction reads the objects it consumes:
+# where one may be an object a deferred call received, the replay waits first.
+READS_NOTHING = frozenset({
+    "CHECK_EG_MATCH", "CHECK_EXC_MATCH", "IS_OP", "NOP", "POP_EXCEPT", "POP_TOP",
+    "PREP_RERAISE_STAR", "PUSH_EXC_INFO", "RAISE_VARARGS", "RERAISE", "RETURN_VALUE",
+    "SEND", "WITH_EXCEPT_START", "YIELD_VALUE",
+})
+# Instructions that read the bottom item of those they leave on the stack: a
+# pattern's subject (a placeholder is no mapping or sequence), a loop's iterator.
+READS_KEPT = frozenset({"FOR_ITER", "GET_LEN", "MATCH_KEYS", "MATCH_MAPPING", "MATCH_SEQUENCE"})
+# Instructions that read what their operands hold as well (``a == b`` compares
+# the items of two lists, a format renders a dict's values); calls are checked
+# as calls (their callable, then their arguments with what those hold).
+READS_DEEP = frozenset({"BINARY_OP", "BUILD_STRING", "COMPARE_OP", "CONTAINS_OP", "FORMAT_VALUE"})
+# Instructions whose result is always a bool: never an object a call received.
+IMMUTABLE_RESULT = frozenset({"CONTAINS_OP", "IS_OP", "UNARY_NOT"})
+
 # Net stack effects that dis gets wrong: RETURN_GENERATOR pushes the generator
 # that the following POP_TOP discards, but is reported with effect 0 on 3.11/3.12.
 EFFECT_FIX: dict[str, int] = {"RETURN_GENERATOR": 1}
@@ -216,6 +235,11 @@ def lazy_op(instr: Instr) -> Callable[..., Any] | None:
 
 def jump_forward_if_true(target: Label, loc: Any = None) -> Instr:
     return Instr("POP_JUMP_FORWARD_IF_TRUE", target, location=loc)
+
+
+def jump_forward_if_false(target: Label, loc: Any = None) -> list[Instr]:
+    """Pop the top of the stack and jump forward to ``target`` if it is false."""
+    return [Instr("POP_JUMP_FORWARD_IF_FALSE", target, location=loc)]
 
 
 def jump_backward(target: Label, loc: Any = None) -> Instr:

@@ -15,6 +15,9 @@ from bytecode import Instr, Label
 from xcs import _v311
 from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
     EFFECT_FIX,
+    IMMUTABLE_RESULT,
+    READS_DEEP,
+    READS_KEPT,
     SLOT_BELOW_CALLABLE,
     _bits,
     arg,
@@ -48,6 +51,7 @@ CONSUMED.update({
 })
 KEPT = dict(_v311.KEPT)
 KEPT["CLEANUP_THROW"] = 0
+READS_NOTHING = _v311.READS_NOTHING | {"CLEANUP_THROW", "END_FOR", "END_SEND", "RETURN_CONST"}
 
 LOAD_FAST_OPS = frozenset({"LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_AND_CLEAR"})
 STORE_FAST_OPS = _v311.STORE_FAST_OPS
@@ -99,6 +103,10 @@ def call(nargs: int, loc: Any = None) -> list[Instr]:
 
 def jump_forward_if_true(target: Label, loc: Any = None) -> Instr:
     return Instr("POP_JUMP_IF_TRUE", target, location=loc)
+
+
+def jump_forward_if_false(target: Label, loc: Any = None) -> list[Instr]:
+    return [Instr("POP_JUMP_IF_FALSE", target, location=loc)]
 
 
 jump_backward = _v311.jump_backward

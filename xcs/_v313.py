@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bytecode import Instr
+from bytecode import Instr, Label
 
 from xcs import _v311, _v312
 from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
+    READS_KEPT,
+    READS_NOTHING,
     _bits,
     apply,
     arg,
@@ -45,6 +47,8 @@ CONSUMED.update({
     "STORE_FAST_LOAD_FAST": 1, "STORE_FAST_STORE_FAST": 2, "TO_BOOL": 1,
 })
 KEPT = dict(_v312.KEPT)
+IMMUTABLE_RESULT = _v312.IMMUTABLE_RESULT | {"TO_BOOL"}
+READS_DEEP = _v312.READS_DEEP | {"CONVERT_VALUE", "FORMAT_SIMPLE", "FORMAT_WITH_SPEC"}
 
 LOAD_FAST_OPS = _v312.LOAD_FAST_OPS
 STORE_FAST_OPS = _v312.STORE_FAST_OPS
@@ -127,6 +131,11 @@ def lazy_op(instr: Instr) -> Callable[..., Any] | None:
     if name == "FORMAT_VALUE":
         return None
     return _v311.lazy_op(instr)
+
+
+def jump_forward_if_false(target: Label, loc: Any = None) -> list[Instr]:
+    # Conditional jumps take an exact bool since 3.13 (the compiler puts TO_BOOL first).
+    return [Instr("TO_BOOL", location=loc), Instr("POP_JUMP_IF_FALSE", target, location=loc)]
 
 
 def split_pair(instr: Instr) -> list[Instr] | None:

@@ -15,6 +15,8 @@ from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
     CALL_PREFIX,
     COMPREHENSIONS,
     EFFECT_FIX,
+    IMMUTABLE_RESULT,
+    READS_KEPT,
     SLOT_BELOW_CALLABLE,
     _bits,
     apply,
@@ -23,6 +25,7 @@ from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
     count,
     in_place,
     jump_backward,
+    jump_forward_if_false,
     jump_forward_if_true,
     lazy_op,
     method_name,
@@ -46,6 +49,8 @@ CONSUMED.update({
 })
 KEPT = dict(_v313.KEPT)
 KEPT["WITH_EXCEPT_START"] = 5
+READS_NOTHING = _v313.READS_NOTHING | {"NOT_TAKEN", "POP_ITER"}
+READS_DEEP = _v313.READS_DEEP | {"BUILD_INTERPOLATION", "BUILD_TEMPLATE"}
 
 LOAD_FAST_OPS = _v313.LOAD_FAST_OPS | {"LOAD_FAST_BORROW"}
 STORE_FAST_OPS = _v313.STORE_FAST_OPS

@@ -1,0 +1,192 @@
+"""Which objects deferred calls own, and which of them the body is about to read.
+
+An object handed to a deferred call (an argument, an item of a container
+argument, the ``self`` of a bound method, the arguments of a partial) belongs
+to that call until it finishes: the body must neither change nor read it
+meanwhile, by any route.  Rather than guessing from method names which calls
+change what, the replay tracks the objects themselves, by identity:
+
+* ``own`` registers, when a call is deferred, every object it can reach
+  through builtin containers (immutable builtins aside: nobody can change a
+  str or an int);
+* the rewritten body calls ``touch`` before each instruction that reads an
+  object which may be owned (an attribute, a subscript, an iteration, an
+  operator, a call that receives it), and waits for the owning calls.
+
+``OWNED`` is one table for the process so that the rewritten code can test it
+inline (``if OWNED:``, two instructions) and call a hook only while some
+deferred call owns something.  Objects stay alive while owned (the task holds
+its arguments), so their ids cannot be reused meanwhile.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import deque
+from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
+from typing import Any
+
+__all__ = ["ALL", "OWNED", "disown", "keys_of", "own", "owners"]
+
+# id -> the unfinished tasks that received that object.  Key 0 (never an object's
+# id) lists the tasks that received more than BUDGET objects: they own everything.
+class _Table(dict[int, list[Any]]):
+    """A dict that hashes by identity: it sits in rewritten code's constants, and a
+    code object's hash is that of its constants (tracebacks hash frames' code)."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+
+OWNED = _Table()
+_lock = threading.Lock()
+# Objects looked at per deferred call or per touch before giving up on precision
+# (about 1.5 ms): past it a call owns everything, and the body waits for it before
+# it reads any object that is not an immutable builtin (or the iterator of one of
+# its loops); a touch waits for every owner.
+BUDGET = 10_000
+
+# Nobody can change these (a function or a module can be, but owning the callee
+# of every call would stop the body at its next call of anything); the replay
+# adds its placeholders.
+NEVER_OWNED = set({str, int, float, complex, bool, bytes, type(None), type(Ellipsis),
+                          type(NotImplemented), range, slice, type, FunctionType,
+                          ModuleType})  # and the replay's placeholders
+_SCANNED = frozenset({list, tuple, dict, set, frozenset, deque})
+# Bound methods of every kind (a builtin function's __self__ is its module): made
+# anew at each attribute load, so what counts is the object they are bound to.
+_BOUND = frozenset({MethodType, BuiltinFunctionType, type((1).__add__)})
+# Builtins that look at their arguments, not inside them (``len(docs)`` reads docs,
+# not the documents): their arguments are checked like an attribute's owner.
+_SHALLOW_CALLEES = frozenset(map(id, (len, isinstance, issubclass, id, type, iter, next,
+                                      enumerate, zip, range, reversed, list, tuple, dict, set,
+                                      frozenset, getattr, hasattr, callable, bool)))
+ALL = object()  # ``owners`` when the objects reach too far: wait for every owner
+# The builtin iterators a loop advances on every iteration: a call that owns
+# everything does not stop ``for i in range(n)``.  (An iterator handed to a call
+# as such is owned by identity like any object.)
+_LOOP_ITERATORS = frozenset({type(iter(x)) for x in ([], (), "", b"", range(0), {}, set(),
+                                                    {}.values(), {}.items())}
+                            | {enumerate, zip, map, filter, reversed})
+
+
+def reach(values: Any, deep: bool, budget: int = BUDGET) -> tuple[list[Any], bool]:
+    """The objects ``values`` hold that a call could change or read, and whether the
+    budget ran out first.  With ``deep``, items of builtin containers, the ``self``
+    of bound methods and the parts of partials count too."""
+    found: list[Any] = []
+    stack = list(values)
+    seen: set[int] = set()
+    while stack:
+        value = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return found, True
+        kind = type(value)
+        if kind in NEVER_OWNED:
+            continue
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if kind in _BOUND:
+            owner = getattr(value, "__self__", None)
+            if type(owner) in _SCANNED:
+                # A builtin container's own method (``cache.get``, ``xs.append``)
+                # works on the container, not inside its items.
+                if id(owner) not in seen:
+                    seen.add(id(owner))
+                    found.append(owner)
+            elif owner is not None and type(owner) is not ModuleType:
+                stack.append(owner)
+            continue
+        if kind not in (tuple, frozenset):  # immutable shells: only their items count
+            found.append(value)
+        if not deep:
+            continue
+        if kind in _SCANNED:
+            stack.extend(value.values() if kind is dict else value)
+            if kind is dict:
+                stack.extend(value)
+        elif kind is functools.partial:
+            stack += [value.func, *value.args, *value.keywords.values()]
+    return found, False
+
+
+def keys_of(values: Any) -> list[int]:
+    """The keys under which a call that received ``values`` owns them."""
+    objs, overflow = reach(values, deep=True)
+    return [0] if overflow else [id(v) for v in objs]
+
+
+def own(task: Any, values: Any = (), keys: list[int] | None = None) -> None:
+    """Register what the deferred call ``task`` received (its ``owns`` list is set)."""
+    if keys is None:
+        keys = keys_of(values)
+    if not keys:
+        return
+    with _lock:
+        for key in keys:
+            holders = OWNED.get(key)
+            if holders is None:
+                OWNED[key] = [task]
+            else:
+                holders.append(task)
+    task.owns = keys if task.owns is None else task.owns + keys
+
+
+def disown(task: Any) -> None:
+    """``task`` finished (or will never run): its objects are free again."""
+    keys, task.owns = task.owns, None
+    if not keys:
+        return
+    with _lock:
+        for key in keys:
+            holders = OWNED.get(key)
+            if holders is not None:
+                try:
+                    holders.remove(task)
+                except ValueError:
+                    pass
+                if not holders:
+                    del OWNED[key]
+
+
+def owners(values: tuple[Any, ...], mode: int, inv: Any) -> Any:
+    """The unfinished tasks of ``inv`` owning something the body is about to read.
+
+    ``mode``: 0 the objects themselves (an attribute's owner, a subscripted
+    container, an iterator); 1 also what they hold (an operator, a format); 2 a
+    call: its callable (with the ``self`` of a bound method, the parts of a
+    partial, the cells of a closure) and its arguments with what they hold,
+    unless the callee is a builtin that only looks at them.
+    Returns a list, or ``ALL`` when the objects reach further than the budget.
+    """
+    if mode == 2:
+        fn, args = values[0], values[1:]
+        parts = [fn]
+        if type(fn) is functools.partial:
+            parts += [fn.func, *fn.args, *fn.keywords.values()]
+        elif type(fn) is FunctionType and fn.__closure__:
+            for cell in fn.__closure__:
+                try:
+                    parts.append(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    pass
+        objs, overflow = reach(parts, deep=len(parts) > 1)
+        if not overflow:
+            more, overflow = reach(args, deep=id(fn) not in _SHALLOW_CALLEES)
+            objs += more
+    else:
+        objs, overflow = reach(values, deep=mode == 1)
+    greedy = OWNED.get(0)
+    if overflow:
+        return ALL
+    found = []
+    if greedy and any(type(obj) not in _LOOP_ITERATORS for obj in objs):
+        found += [t for t in tuple(greedy) if t.inv is inv]
+    for obj in objs:
+        holders = OWNED.get(id(obj))
+        if holders:
+            found += [t for t in tuple(holders) if t.inv is inv]  # a snapshot: workers add too
+    return found
