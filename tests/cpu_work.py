@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 
 def count_primes(limit: int) -> int:
@@ -23,6 +24,25 @@ def count_primes(limit: int) -> int:
         else:
             count += 1
     return count
+
+
+def count_primes_met(limit: int, directory: str, parties: int,
+                     timeout: float = 60.0) -> tuple[int, int]:
+    """``count_primes(limit)`` and this process's id, once calls in ``parties`` processes
+    have entered this function with ``directory``: a rendezvous across processes.
+
+    Each call leaves a file named after its process in ``directory`` and waits until
+    there are ``parties`` of them, so the first call of a process cannot return before a
+    call in another process has started: the two ran at the same time.  Raises
+    ``TimeoutError`` after ``timeout`` seconds rather than hang.
+    """
+    Path(directory, str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(directory)) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no call in {parties} processes at once within {timeout} s")
+        time.sleep(0.005)
+    return count_primes(limit), os.getpid()
 
 
 def slow_square(x: int, delay: float = 0.2) -> int:

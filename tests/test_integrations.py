@@ -143,6 +143,11 @@ def prime_counts(limits):
     return [cpu_work.count_primes(n) for n in limits]
 
 
+def met_prime_counts(limits, directory, parties):
+    """``prime_counts`` whose calls meet across processes (``cpu_work.count_primes_met``)."""
+    return [cpu_work.count_primes_met(n, directory, parties) for n in limits]
+
+
 # -- the test server itself ---------------------------------------------------------------
 
 
@@ -473,26 +478,25 @@ def test_every_example_says_how_to_run_it():
 
 
 @pytest.mark.slow
-def test_loky_runs_cpu_bound_calls_on_two_processes_faster_than_plain(loky_pool):
-    """4 pure-Python prime counts on 2 loky processes: identical results, well under plain."""
-    table = jit(executor=loky_pool)(prime_counts)
-    limits = [150_000 + k for k in range(4)]
-    expected, _ = timed(prime_counts, limits)
-    assert table(limits) == expected  # the trial
-    # The speedup needs a second core that nothing else is using: other processes
-    # (a parallel test run) can take it for a while, so plain and jit are timed
-    # side by side up to three times.  Without parallelism jit never gets under.
-    seen = []
-    for _ in range(3):
-        plain = min(timed(prime_counts, limits)[1] for _ in range(2))
-        runs = [timed(table, limits) for _ in range(3)]
-        assert all(got == expected for got, _ in runs)
-        fast = min(seconds for _, seconds in runs)
-        seen.append((round(plain, 3), round(fast, 3)))
-        if fast < 0.9 * plain:  # 0.55-0.7 measured on an idle 2-core machine
-            break
-    assert table.stats().signatures[0].status == "optimized"
-    assert fast < 0.9 * plain, seen
+def test_loky_runs_cpu_bound_calls_on_two_processes_at_once(loky_pool, tmp_path):
+    """4 pure-Python prime counts on 2 loky processes: the plain counts, two processes at once."""
+    # How much faster that is depends on what else the machine runs: see bench/test_cpu.py.
+    table = jit(executor=loky_pool)(met_prime_counts)
+    limits = [50_000 + k for k in range(4)]
+    expected = prime_counts(limits)
+    trial, replay = tmp_path / "trial", tmp_path / "replay"
+    trial.mkdir()
+    replay.mkdir()
+    got = table(limits, str(trial), 1)  # the trial: one call at a time, in this process
+    assert [count for count, _ in got] == expected
+    assert {pid for _, pid in got} == {os.getpid()}
+    # Now each call waits until calls in two processes have started (TimeoutError if not).
+    got = table(limits, str(replay), 2)
+    assert [count for count, _ in got] == expected
+    pids = {pid for _, pid in got}
+    assert len(pids) >= 2 and os.getpid() not in pids, pids
+    (sig,) = table.stats().signatures
+    assert (sig.status, sig.replays) == ("optimized", 1), table.explain()
 
 
 def test_the_default_thread_pool_leaves_cpu_bound_calls_in_place():

@@ -8,6 +8,7 @@ import inspect
 import itertools
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -23,6 +24,17 @@ def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     result = fn(*args, **kwargs)
     return result, time.perf_counter() - start
+
+
+def replays(f) -> int:
+    """Replays that ran, over all signatures of ``f``."""
+    return sum(s.replays for s in f.stats().signatures)
+
+
+def assert_replayed(*fs) -> None:
+    """Each of ``fs`` really replayed (else the comparison with plain proves little)."""
+    for f in fs:
+        assert replays(f) >= 1, f.explain()
 
 
 # -- the seed's first promise: parallel code runs in parallel -------------------------
@@ -53,6 +65,7 @@ def test_sixty_four_slow_calls_overlap():
     expected = fan_out(m, 64)
     m.expect_overlap(64)
     assert fan_out(m, 64) == expected
+    assert_replayed(fan_out)
 
 
 def test_sixteen_calls_much_faster_than_plain():
@@ -94,20 +107,22 @@ def test_loop_of_three_calls_is_at_least_30_percent_faster():
     assert fast <= 0.7 * plain, (plain, fast)
 
 
-def test_drafts_and_judge_take_about_two_latencies():
-    """Three independent drafts and a judge that reads them: two latencies, not four."""
-    m = Model(latency=0.05)
+def test_drafts_run_at_once_and_the_judge_reads_them_all():
+    """Three independent drafts run at the same time; the judge then reads all three."""
+    m, judge = Model(latency=0.02, name="m"), Model(latency=0.02, name="judge")
 
     @jit
-    def answer(m, q):
+    def answer(m, judge, q):
         drafts = [m("draft", q, k) for k in range(3)]
-        return m("judge", "\n".join(drafts))
+        return judge("judge", "\n".join(drafts))
 
-    expected, plain = timed(answer.__wrapped__, m, "q")
-    answer(m, "q")
-    got, fast = timed(answer, m, "q")
-    assert got == expected
-    assert fast < 3 * 0.05 < plain, (plain, fast)
+    expected = answer.__wrapped__(Model(0, "m"), Model(0, "judge"), "q")
+    assert answer(m, judge, "q") == expected  # the trial
+    m.expect_overlap(3)  # each draft now finishes only if all three run at once
+    judge.calls.clear()
+    assert answer(m, judge, "q") == expected
+    assert judge.calls == [("judge", "m(draft, q, 0)\nm(draft, q, 1)\nm(draft, q, 2)")]
+    assert_replayed(answer)
 
 
 def test_dependent_chain_stays_plain_and_is_not_slower():
@@ -146,6 +161,7 @@ def test_branch_on_argument_values_follows_this_call():
     plain = route.__wrapped__
     for mode in ["short", "long", "short", "long", "long"]:
         assert route(m, mode, [1, 2, 3]) == plain(m, mode, [1, 2, 3])
+    assert replays(route) == 4, route.explain()  # every call after the trial
 
 
 def test_branch_on_call_results_and_outside_state():
@@ -155,7 +171,8 @@ def test_branch_on_call_results_and_outside_state():
 
     @jit
     def decide(m, xs):
-        scores = [len(m(x)) for x in xs]
+        answers = [m(x) for x in xs]  # independent calls, deferred; their lengths read after
+        scores = [len(a) for a in answers]
         picked = [s for s in scores if s > state["threshold"]]
         if picked and picked[0] % 2:
             return m("odd", picked)
@@ -165,28 +182,39 @@ def test_branch_on_call_results_and_outside_state():
     for threshold in [2, 5, 0, 100]:
         state["threshold"] = threshold
         assert decide(m, ["a", "bbb", "cc"]) == plain(m, ["a", "bbb", "cc"])
+    assert replays(decide) == 3, decide.explain()  # every call after the trial
 
 
 def test_nondeterministic_chain_gets_this_calls_fresh_values():
-    """A chain over a non-deterministic callee never sees the trial's values."""
-    counter = itertools.count()
+    """A replayed chain over a non-deterministic callee never sees the trial's values."""
+    counters = {"s": itertools.count(), "t": itertools.count()}  # one per chain
 
     def flaky(x):
         time.sleep(0.003)
-        return f"{x}-{next(counter)}"
+        return f"{x}-{next(counters[x[0]])}"
 
     @jit
-    def chain5(x):
+    def chains(x, y):
+        # Two 5-call chains that do not depend on each other, so that the plan defers
+        # them (one chain alone gains nothing from deferring and runs plain).
         a = flaky(x)
-        b = flaky(a)
-        c = flaky(b)
-        d = flaky(c)
-        return flaky(d)
+        b = flaky(y)
+        a = flaky(a)
+        b = flaky(b)
+        a = flaky(a)
+        b = flaky(b)
+        a = flaky(a)
+        b = flaky(b)
+        a = flaky(a)
+        b = flaky(b)
+        return a, b
 
-    seen = [chain5("s") for _ in range(4)]
+    seen = [chains("s", "t") for _ in range(4)]
+    assert replays(chains) == 3, chains.explain()
     for result in seen:
-        numbers = [int(part) for part in result.split("-")[1:]]
-        assert numbers == list(range(numbers[0], numbers[0] + 5))  # one fresh run each
+        for chain in result:
+            numbers = [int(part) for part in chain.split("-")[1:]]
+            assert numbers == list(range(numbers[0], numbers[0] + 5))  # one fresh run each
     assert len(set(seen)) == 4
 
 
@@ -205,6 +233,7 @@ def test_same_calls_with_same_arguments_each_once(model):
         model.calls.clear()
         assert work(model, [1, 2, 3]) == expected
         assert model.sorted_calls() == plain_model.sorted_calls()
+    assert replays(work) == 2, work.explain()  # the calls after the trial
 
 
 def test_keyword_only_defaults_are_kept_on_later_calls(model):
@@ -216,8 +245,10 @@ def test_keyword_only_defaults_are_kept_on_later_calls(model):
 
     assert f(model, 1) == ["m(1, 10)", "m(20, [])"]
     assert f(model, 1) == ["m(1, 10)", "m(20, [])"]
+    assert_replayed(f)
     assert f(model, 1, 2, z=3, w=4) == ["m(1, 2)", "m(3, [('w', 4)])"]
     assert f(model, 1, z=5) == ["m(1, 10)", "m(5, [])"]
+    assert replays(f) == 2, f.explain()  # f(model, 1) and f(model, 1, z=5): one signature
 
 
 def test_dict_returning_calls(model):
@@ -234,6 +265,7 @@ def test_dict_returning_calls(model):
 
     for _ in range(3):
         assert gather([1, 2, 3]) == {1: 2, 2: 4, 3: 6}
+    assert replays(gather) == 2, gather.explain()
 
 
 def test_custom_object_arguments_do_not_retrace(model):
@@ -314,19 +346,22 @@ def test_exception_is_the_same_object_never_wrapped():
         return [slow(x) for x in xs]
 
     assert f(["a", "b", "c"]) == ["a", "b", "c"]
-    for _ in range(2):
+    for k in range(2):
         with pytest.raises(ValueError) as info:
             f(["a", "bad", "c"])
         assert info.value is boom
         assert "slow" in {tb.name for tb in info.traceback}
+        assert replays(f) == k + 1, f.explain()  # the failing call was a replay
 
 
 def test_first_failing_call_in_program_order_wins():
     """When two deferred calls fail, the one the plain function makes first is raised."""
     first, second = KeyError("first"), IndexError("second")
+    # "one" fails late, "two" early; in the trial both take as long, so the plan defers both.
+    delays = {"one": 0.04, "two": 0.001}
 
-    def call(name, delay):
-        time.sleep(delay)
+    def call(name):
+        time.sleep(delays.get(name, 0.01))
         if name == "one":
             raise first
         if name == "two":
@@ -335,15 +370,17 @@ def test_first_failing_call_in_program_order_wins():
 
     @jit
     def f(names):
-        a = call(names[0], 0.04)  # fails late
-        b = call(names[1], 0.001)  # fails early
+        a = call(names[0])
+        b = call(names[1])
         return a, b
 
     assert f(["x", "y"]) == ("x", "y")
     assert f(["x", "y"]) == ("x", "y")
+    assert replays(f) == 1, f.explain()
     with pytest.raises(KeyError) as info:
         f(["one", "two"])
     assert info.value is first
+    assert replays(f) == 2, f.explain()  # the failing call was a replay
 
 
 def test_call_inside_the_functions_own_try_behaves_as_plain(model):
@@ -481,21 +518,34 @@ def test_nested_jit_on_tiny_pools_does_not_deadlock(executor):
     """Jitted functions calling jitted functions finish even on a one-worker pool."""
     m = Model(latency=0.002)
 
+    # Each level defers two calls and meanwhile makes two whose results it needs at once
+    # (they stay in the body), so that deferring pays also with a single worker.
     @jit(executor=executor)
     def leaf(x):
-        return [m(x, k) for k in range(3)]
+        deferred = [m(x, k) for k in range(2)]
+        own = [len(m(x, "own", k)) for k in range(2)]
+        return deferred + own
 
     @jit(executor=executor)
     def middle(x):
-        return [leaf(f"{x}.{k}") for k in range(3)]
+        deferred = [leaf(f"{x}.{k}") for k in range(2)]
+        own = [len(leaf(f"{x}.own{k}")) for k in range(2)]
+        return deferred + own
 
     @jit(executor=executor)
     def top(x):
-        return [middle(f"{x}{k}") for k in range(2)]
+        deferred = [middle(f"{x}{k}") for k in range(2)]
+        own = [len(middle(f"{x}own{k}")) for k in range(2)]
+        return deferred + own
 
+    # From the bottom up, so that each level's trial times its callees' replays.
+    for level in (leaf, middle):
+        assert [level("w") for _ in range(2)] == [level.__wrapped__("w")] * 2
     expected = top.__wrapped__("r")
     for _ in range(3):
         assert top("r") == expected
+    assert_replayed(top, middle, leaf)
+    assert replays(top) == 2, top.explain()
 
 
 def test_callers_contextvars_are_visible_in_deferred_calls():
@@ -779,18 +829,27 @@ def test_results_are_released_when_the_call_returns():
     """A replay keeps no reference to the values it handled once it returned."""
     import sys
 
+    class Result:
+        pass
+
+    alive = weakref.WeakSet()  # results not yet freed
     big = ["payload"]
 
-    def echo(x):
-        time.sleep(0.002)
-        return x
+    def fetch(x):
+        time.sleep(0.02)
+        result = Result()
+        alive.add(result)
+        return result
 
     @jit
     def f(x):
-        return [echo(x) is x, echo(x) is x]
+        results = [fetch(x), fetch(x)]  # independent: deferred, they overlap
+        return [type(r).__name__ for r in results]
 
     f(big)
     f(big)
     before = sys.getrefcount(big)
-    assert f(big) == [True, True]
-    assert sys.getrefcount(big) == before
+    assert f(big) == ["Result", "Result"]
+    assert sys.getrefcount(big) == before  # the arguments
+    assert len(alive) == 0  # the results
+    assert replays(f) == 2, f.explain()

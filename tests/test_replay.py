@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from xcs._replay import Invocation, Pending, resolve
+from xcs._replay import QUEUED, Invocation, Pending, resolve
 
 
 def _invocation(executor=None):
@@ -101,11 +101,15 @@ def test_first_failure_in_program_order_is_reported_and_later_calls_cancelled():
 
     inv = Invocation(pool)
     inv.defer(0, 1, fail_late, (), {})
-    inv.defer(0, 2, ran.append, ("never",), {})
-    gate.set()
+    later = inv.defer(0, 2, ran.append, ("never",), {})
+    assert later.task.state == QUEUED  # not started: the only worker is in fail_late
+    timer = threading.Timer(0.1, gate.set)  # fail_late fails after abort() has begun
+    timer.start()
     chosen = inv.abort(second, None)
-    assert chosen is first and ran in ([], ["never"])
-    pool.shutdown()
+    timer.join()
+    pool.shutdown(wait=True)  # the worker has taken every item off its queue
+    assert chosen is first
+    assert ran == []
 
 
 def test_keyboard_interrupt_cancels_unstarted_and_returns_at_once():

@@ -89,39 +89,63 @@ def test_super_and_frame_builtins_are_never_deferred():
 
 
 def _run_all_modes(fn, *args):
-    """Call fn's combined code in each body: plain, trace, replay (all deferrable sites)."""
+    """Call fn's combined code once in each body: plain, trace, and replay (every deferrable
+    site deferred, every operator site lazy).
+
+    The code calls the ``dispatch`` it was built with (a partial of ``state.dispatch`` made
+    by ``_build``), so the forcing dispatch is installed first and the code rebuilt.
+    Returns each body's outcome and what each call saw: the body its dispatch chose, the
+    calls the trace recorded, the calls the replay deferred.
+    """
     from xcs import _jit
 
     state = _jit._Function(fn, None)
     program = state.program
     assert program is not None
-    replay = Variant("replay", frozenset(s.id for s in program.sites if s.deferrable))
+    replay = Variant("replay", frozenset(s.id for s in program.sites if s.deferrable),
+                     frozenset(o.id for o in program.op_sites))
     state._install(replay)
+    trace = state.variants[0]
+    assert trace.mode == "trace"
+    seen = {"chosen": [], "recorded": [], "deferred": []}
+    forced = []
+
+    def dispatch(layout, params):
+        body = forced[-1]
+        seen["chosen"].append(body)
+        if body == "plain":
+            return 0
+        prev = state.tls.cur
+        if body == "trace":
+            rec = _jit.Recorder("x.")
+            rec.context = (_jit._Entry("x"), prev)
+            state.tls.cur = rec
+            return layout.index[trace]
+
+        def on_exit(inv, raised):
+            seen["deferred"].append(sum(not t.inline for t in inv.tasks))
+            state.tls.cur = prev
+
+        state.tls.cur = _jit.Invocation(_jit.default_executor(), on_exit)
+        return layout.index[replay]
+
+    def end_trial(rec, raised):
+        _, prev = rec.context
+        state.tls.cur = prev
+        seen["recorded"].append(len(rec.finish(raised).calls))
+
+    state.dispatch = dispatch  # an instance attribute: the next _build binds it
+    state.end_trial = end_trial  # looked up by the hooks at each call
+    state.jitted.__code__ = state._build()
     results = []
-    for k in range(3):
-        forced = {0: 0, 1: 1, 2: 2}[k]
-
-        def dispatch(layout, params, forced=forced, state=state):
-            if forced == 0:
-                return 0
-            if forced == 1:
-                rec = _jit.Recorder("x.")
-                rec.context = (_jit._Entry("x"), state.tls.cur)
-                state.tls.cur = rec
-                return 1
-            prev = state.tls.cur
-            state.tls.cur = _jit.Invocation(_jit.default_executor(),
-                                           lambda inv, raised: setattr(state.tls, "cur", prev))
-            return 2
-
-        state.dispatch = dispatch
-        state.end_trial = lambda rec, raised, state=state: setattr(
-            state.tls, "cur", rec.context[1])
+    for body in ("plain", "trace", "replay"):
+        forced.append(body)
         try:
             results.append(("ok", state.jitted(*args)))
         except Exception as exc:
             results.append(("raised", type(exc), str(exc)))
-    return results
+        assert state.tls.cur is None, body
+    return results, seen
 
 
 SHAPES = {
@@ -130,7 +154,7 @@ SHAPES = {
     "closures": (lambda x: (lambda y: [str(y), str(x)])(x * 2), (3,)),
     "dicts": (lambda xs: {k: str(k) for k in xs} | {"n": len(xs)}, ([1, 2],)),
     "tuples": (lambda xs: tuple(str(x) for x in xs) + (str(len(xs)),), ([1, 2],)),  # noqa: RUF005
-    "unpack": (lambda xs: [a + b for a, b in (divmod(x, 3) for x in xs)], ([7, 8],)),
+    "unpack": (lambda xs: [a + b for a, b in [divmod(x, 3) for x in xs]], ([7, 8],)),
     "fstrings": (lambda x: f"{str(x)!r:>5}|{x!r}", (4,)),
     "exceptions": (lambda x: int(x), ("nope",)),
 }
@@ -140,7 +164,10 @@ SHAPES = {
 def test_every_body_computes_what_the_plain_function_computes(name):
     """Plain, trace and replay bodies agree on varied code shapes."""
     fn, args = SHAPES[name]
-    results = _run_all_modes(fn, *args)
+    results, seen = _run_all_modes(fn, *args)
+    assert seen["chosen"] == ["plain", "trace", "replay"], seen
+    assert len(seen["recorded"]) == 1 and seen["recorded"][0] >= 1, seen  # the trace recorded
+    assert len(seen["deferred"]) == 1 and seen["deferred"][0] >= 1, seen  # the replay deferred
     assert results[0] == results[1] == results[2], results
 
 
