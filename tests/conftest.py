@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -31,14 +32,62 @@ def no_leaks():
         pytest.fail(f"threads left running: {leaked}")
 
 
-@pytest.fixture(params=["default", "one-worker", "two-workers"])
+class Forwarding(Executor):
+    """A thin wrapper that forwards to a thread pool (as instrumenting wrappers do)."""
+
+    def __init__(self, workers):
+        self.inner = ThreadPoolExecutor(workers, thread_name_prefix="fwd")
+
+    def submit(self, fn, /, *args, **kwargs):
+        return self.inner.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        self.inner.shutdown(wait, cancel_futures=cancel_futures)
+
+
+class OwnThreads(Executor):
+    """An Executor subclass of its own: a queue and its own worker threads."""
+
+    def __init__(self, workers):
+        self.work: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self._run, name=f"own-{i}", daemon=True)
+                        for i in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        while (item := self.work.get()) is not None:
+            future, fn, args, kwargs = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: Future = Future()
+        self.work.put((future, fn, args, kwargs))
+        return future
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        for _ in self.threads:
+            self.work.put(None)
+        if wait:
+            for t in self.threads:
+                t.join(30)  # bounded: a test that failed may have left a call stuck
+
+
+@pytest.fixture(params=["default", "one-worker", "two-workers", "forwarding", "own-threads"])
 def executor(request):
-    """The executors every behaviour must hold on: the shared pool and tiny pools."""
+    """The executors every behaviour must hold on: the shared pool, tiny pools, and
+    executors that are no ThreadPoolExecutor (a forwarding wrapper, one of its own)."""
     if request.param == "default":
         yield None
         return
-    pool = ThreadPoolExecutor(1 if request.param == "one-worker" else 2,
-                              thread_name_prefix="test-pool")
+    pool: Executor = {"one-worker": lambda: ThreadPoolExecutor(1, thread_name_prefix="test-pool"),
+                      "two-workers": lambda: ThreadPoolExecutor(2, thread_name_prefix="test-pool"),
+                      "forwarding": lambda: Forwarding(2),
+                      "own-threads": lambda: OwnThreads(2)}[request.param]()
     yield pool
     pool.shutdown(wait=True)
 

@@ -31,13 +31,16 @@ non-deterministic token) appears in the result or in any call's arguments.
 How many: ``test_jit_matches_plain_on_generated_programs`` checks
 ``PROGRAMS`` = 200 generated programs per run (new ones each run; hypothesis
 replays its saved failures first), each called ``CALLS_PER_PROGRAM`` = 4 times
-on one of three executors (the shared pool, a one-worker and a two-worker
-pool), plus the fixed ``@example`` programs: 800 jitted calls compared with
-800 plain ones, in about 15 s on CPython 3.11-3.15.  About half of the programs
-reach a replay (the rest are dependent chains, raise during the trial or make
-too few slow calls); the test fails if fewer than a quarter do, since a run
-that optimizes nothing proves nothing.  Every failure hypothesis shrank is an
-``@example`` below and a minimal test in ``tests/test_regressions.py``.
+on one of four executors (the shared pool, a one-worker and a two-worker pool,
+a forwarding wrapper around the latter), with argument types that change from
+call to call (a str or a str subclass, a list or a tuple; two signatures cached
+per function, so plans are evicted too), plus the fixed ``@example`` programs:
+800 jitted calls compared with 800 plain ones, in about 15 s on CPython
+3.11-3.15.  About half of the programs reach a replay (the rest are dependent
+chains, raise during the trial or make too few slow calls); the test fails if
+fewer than a quarter do, since a run that optimizes nothing proves nothing.
+Every failure hypothesis shrank is an ``@example`` below and a minimal test in
+``tests/test_regressions.py``.
 """
 
 from __future__ import annotations
@@ -45,12 +48,12 @@ from __future__ import annotations
 import functools
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from xcs import XcsWarning, _replay, jit
+from xcs import XcsWarning, _jit, _replay, jit
 
 from ._programs import KINDS, build, compare, render, run
 
@@ -68,21 +71,46 @@ invocation = st.tuples(
     st.sampled_from("ab"),  # STATE["mode"], set by the test before each call
 )
 invocations = st.lists(invocation, min_size=CALLS_PER_PROGRAM, max_size=CALLS_PER_PROGRAM)
+# Per call: q as a str subclass? xs as a tuple?  Mostly the plain types, so that
+# signatures repeat and replay.
+kind = st.sampled_from([(False, False)] * 4 + [(True, False), (False, True), (True, True)])
+type_kinds = st.lists(kind, min_size=CALLS_PER_PROGRAM, max_size=CALLS_PER_PROGRAM)
+SAME = [(False, False)] * CALLS_PER_PROGRAM
 
 FAN_OUT = [("listcomp", (0, 0, 0, 0)), ("call", (1, 0, 0, 0))]
 CALLS = [("alpha", ["a", "bb"], 2, True, "a"), ("q", ["lx", "ooo", "a"], 1, False, "b"),
          ("lo", [], 3, True, "a"), ("zeta beta", ["bb"], 0, False, "b")]
 
 
-def check_program(stmts, final, calls, executor, tally):
-    """Run one generated program plain and jitted on ``calls``; compare every call."""
+class Text(str):
+    """A str subclass: the same values under another argument signature."""
+
+
+class Forwarding(Executor):
+    """A wrapper executor that forwards to a pool, as instrumenting wrappers do."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def submit(self, fn, /, *args, **kwargs):
+        return self.inner.submit(fn, *args, **kwargs)
+
+
+def check_program(stmts, final, calls, executor, tally, kinds=((False, False),) * 4):
+    """Run one generated program plain and jitted on ``calls``; compare every call.
+
+    ``kinds`` varies the argument types from call to call (``q`` a str or a str
+    subclass, ``xs`` a list or a tuple), so calls switch between signatures.
+    """
     program = render(stmts, final)
     plain, plain_env, jitted, jit_env = build(program, functools.partial(jit, executor=executor))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", XcsWarning)
-        for q, xs, n, flag, mode in calls:
-            expected = run(plain, plain_env, (q, list(xs), n, flag, plain_env.agent), mode)
-            got = run(jitted, jit_env, (q, list(xs), n, flag, jit_env.agent), mode)
+        for (q, xs, n, flag, mode), (subclass, as_tuple) in zip(calls, kinds, strict=True):
+            q = Text(q) if subclass else q
+            make = tuple if as_tuple else list
+            expected = run(plain, plain_env, (q, make(xs), n, flag, plain_env.agent), mode)
+            got = run(jitted, jit_env, (q, make(xs), n, flag, jit_env.agent), mode)
             compare(expected, got, program.source, (q, xs, n, flag, mode))
             assert _replay.live_invocations() == 0, "a replay was still in progress after return"
     replays = sum(s.replays for s in jitted.stats().signatures if s.replays)
@@ -92,34 +120,37 @@ def check_program(stmts, final, calls, executor, tally):
         tally[f"warning: {str(w.message).split(': ', 1)[-1][:60]}"] += 1
 
 
-def test_jit_matches_plain_on_generated_programs():
+def test_jit_matches_plain_on_generated_programs(monkeypatch):
     """Generated compound-AI programs behave identically with and without @jit."""
+    # Two cached signatures per function: calls that switch types evict plans.
+    monkeypatch.setattr(_jit, "MAX_SIGNATURES", 2)
     tally: Counter[str] = Counter()
     one, two = (ThreadPoolExecutor(k, thread_name_prefix="test-pool") for k in (1, 2))
-    executors = {"default": None, "one-worker": one, "two-workers": two}
+    executors = {"default": None, "one-worker": one, "two-workers": two,
+                 "forwarding": Forwarding(two)}
 
     @settings(max_examples=PROGRAMS, deadline=None, print_blob=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(stmts=statements, final=st.integers(0, 3), calls=invocations,
-           pool=st.sampled_from(sorted(executors)))
-    @example(stmts=FAN_OUT, final=0, calls=CALLS, pool="default")
+           pool=st.sampled_from(sorted(executors)), kinds=type_kinds)
+    @example(stmts=FAN_OUT, final=0, calls=CALLS, pool="default", kinds=SAME)
     @example(stmts=[*FAN_OUT, ("try", (2, 0, 1, 0)), ("for", (0, 2, 4, 0))], final=2,
-             calls=CALLS, pool="one-worker")
+             calls=CALLS, pool="one-worker", kinds=SAME)
     # Shrunk failures (see test_regressions.py for their minimal forms):
     @example(stmts=[("call", (0, 0, 0, 0))] * 8 + [("listcomp", (0, 0, 0, 0)),
                                                    ("outattr", (1, 0, 0, 1))],
              final=0, calls=[("alpha", ["a"], 0, False, "a"), ("alpha", [], 0, False, "a"),
                              ("alpha", [], 0, False, "a"), ("alpha", ["boom"], 0, False, "a")],
-             pool="default")
+             pool="default", kinds=SAME)
     @example(stmts=[("call", (0, 5, 0, 0)), ("call", (1, 0, 0, 0)), ("mutate", (7, 0, 0, 0))],
              final=0, calls=[("alpha", ["a", "bb"], 0, False, "a"), ("q", ["a"], 0, False, "a"),
                              ("q", ["a"], 0, False, "a"), ("boom", ["a"], 0, False, "a")],
-             pool="default")
+             pool="default", kinds=SAME)
     @example(stmts=[("call", (0, 0, 0, 0)), ("call", (0, 0, 0, 0)), ("with", (0, 0, 0, 0)),
                     ("dset", (0, 0, 1, 0)), ("call", (0, 0, 0, 0))],
-             final=0, calls=[("alpha", [], 0, False, "a")] * 4, pool="default")
-    def check(stmts, final, calls, pool):
-        check_program(stmts, final, calls, executors[pool], tally)
+             final=0, calls=[("alpha", [], 0, False, "a")] * 4, pool="default", kinds=SAME)
+    def check(stmts, final, calls, pool, kinds):
+        check_program(stmts, final, calls, executors[pool], tally, kinds)
 
     try:
         check()

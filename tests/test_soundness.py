@@ -1,0 +1,629 @@
+"""Objects the body shares with deferred calls, match patterns, blocking calls, any
+executor, tracers: each behaviour of issue 14, checked against the plain function
+on replays (every test asserts that the jitted function really replayed).
+
+A deferred callee in these tests sleeps before it looks at its arguments again:
+if the body touched them meanwhile, the callee would see it.  That makes the
+tests fail on code that does not wait (almost always: the body runs in
+microseconds), and never on code that does.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import functools
+import heapq
+import io
+import itertools
+import queue
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import Executor, Future
+from pathlib import Path
+
+import pytest
+
+from xcs import jit
+from xcs._trace import stays_here
+
+from .conftest import Forwarding, OwnThreads
+
+SLOW = 0.02  # long enough for a body that does not wait to run ahead of the callee
+
+
+def replays(f) -> int:
+    return sum(s.replays for s in f.stats().signatures)
+
+
+def assert_same(f, argsets, *, min_replays=2):
+    """``jit(f)`` returns and raises what ``f`` does for each argument tuple, and replays."""
+    jitted = jit(f)
+    for args in argsets:
+        assert outcome(jitted, *args) == outcome(f, *args), args
+    assert replays(jitted) >= min_replays, jitted.explain()
+    return jitted
+
+
+def outcome(fn, *args):
+    try:
+        return "returned", fn(*copy.deepcopy(args))
+    except Exception as exc:
+        return "raised", type(exc), str(exc)
+
+
+class Seen:
+    """A slow callee that records its arguments when called and again when it returns."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.log: list[tuple] = []
+
+    def __call__(self, tag, obj=None):
+        at_entry = copy.deepcopy(obj)
+        time.sleep(SLOW)
+        with self.lock:
+            self.log.append((tag, at_entry, copy.deepcopy(obj)))
+        return f"{tag}:{obj!r}"  # what the call saw when it ended
+
+    def sorted(self):
+        return sorted(map(repr, self.log))
+
+
+# == the body changes an object handed to a deferred call ===========================
+
+class Request:
+    def __init__(self, url):
+        self.url = url
+        self.headers = []
+
+    def add_header(self, h):
+        self.headers.append(h)
+
+    def __deepcopy__(self, memo):
+        r = Request(self.url)
+        r.headers = list(self.headers)
+        return r
+
+    def __repr__(self):
+        return f"Request({self.url!r}, {self.headers!r})"
+
+
+def _add(xs, x):
+    xs.append(x)
+
+
+def change_by_helper(seen, q):
+    msgs = ["sys", q]
+    a = seen("a", msgs)
+    b = seen("b", [q])
+    _add(msgs, "follow-up")
+    return a, b, msgs
+
+
+def change_by_heappush(seen, q):
+    msgs = ["b", q]
+    a = seen("a", msgs)
+    b = seen("b", [q])
+    heapq.heappush(msgs, "a")
+    return a, b, msgs
+
+
+def change_by_saved_method(seen, q):
+    msgs = ["sys", q]
+    push = msgs.append
+    a = seen("a", msgs)
+    b = seen("b", [q])
+    push("follow-up")
+    return a, b, msgs
+
+
+def change_by_own_method(seen, q):
+    req = Request(q)
+    a = seen("a", req)
+    b = seen("b", [q])
+    req.add_header("retry")
+    return a, b, req.headers
+
+
+def change_by_attribute(seen, q):
+    req = Request(q)
+    a = seen("a", req)
+    b = seen("b", [q])
+    req.url = "changed"
+    return a, b, req.url
+
+
+def change_by_subscript(seen, q):
+    state = {"q": q}
+    a = seen("a", state)
+    b = seen("b", [q])
+    state["q"] = "changed"
+    return a, b, state
+
+
+def change_by_closure(seen, q):
+    msgs = ["sys", q]
+    add = lambda x: msgs.append(x)  # noqa: E731
+    a = seen("a", msgs)
+    b = seen("b", [q])
+    add("follow-up")
+    return a, b, msgs
+
+
+def change_through_a_container(seen, q):
+    msgs = ["sys", q]
+    a = seen("a", msgs)
+    b = seen("b", [q])
+    _add({"m": msgs}["m"], "x")
+    return a, b, msgs
+
+
+def change_inside_a_container_argument(seen, q):
+    inner = [q]
+    a = seen("a", {"inner": inner})
+    b = seen("b", [q])
+    inner.append("x")
+    return a, b, inner
+
+
+CHANGES = [change_by_helper, change_by_heappush, change_by_saved_method, change_by_own_method,
+           change_by_attribute, change_by_subscript, change_by_closure, change_through_a_container,
+           change_inside_a_container_argument]
+
+
+@pytest.mark.parametrize("body", CHANGES, ids=lambda f: f.__name__)
+def test_a_deferred_call_never_sees_the_body_change_its_arguments(body):
+    """The callee sees its arguments as they were when the body made the call."""
+    plain_seen, jit_seen = Seen(), Seen()
+    jitted = jit(body)
+    for q in ("q0", "q1", "q2", "q3"):
+        plain_seen.log.clear()
+        jit_seen.log.clear()
+        assert jitted(jit_seen, q) == body(plain_seen, q)
+        assert jit_seen.sorted() == plain_seen.sorted()
+    assert replays(jitted) >= 2, jitted.explain()
+
+
+# == the body reads an object that a deferred call changes ==========================
+
+def _count(state, tag):
+    time.sleep(SLOW)
+    state["n"] += 1
+    return tag
+
+
+def read_counter(xs):
+    state = {"n": 0}
+    out = [_count(state, x) for x in xs]
+    return out, state.get("n"), len(state), "n" in state
+
+
+def _consume(it, tag):
+    time.sleep(SLOW)
+    return tag + ",".join(it)
+
+
+def read_iterator(xs):
+    it = iter(["p", "q"])
+    a = _consume(it, xs[0])
+    b = _consume(iter(["r"]), xs[1])
+    return a, b, list(it)
+
+
+def _upload(fh, tag):
+    time.sleep(SLOW)
+    return tag + fh.read()
+
+
+def read_file(xs):
+    fh = io.StringIO("hello world")
+    a = _upload(fh, xs[0])
+    b = _upload(io.StringIO("zz"), xs[1])
+    fh.seek(0)
+    return a, b, fh.read(5)
+
+
+def _produce(q, x):
+    time.sleep(SLOW)
+    if x == "bad":
+        raise ValueError(f"cannot produce {x}")
+    q.put(x)
+    return x
+
+
+def read_queue(xs):
+    q = queue.Queue()
+    a = _produce(q, xs[0])
+    b = _produce(queue.Queue(), xs[1])
+    return a, b, q.get(timeout=5)  # plain raises in _produce first; never waits here
+
+
+def _mark(user, tag):
+    time.sleep(SLOW)
+    user.seen = tag
+    return tag
+
+
+class User:
+    seen = None
+
+
+def read_attribute(xs):
+    user = User()
+    a = _mark(user, xs[0])
+    b = _mark(User(), xs[1])
+    return a, b, user.seen
+
+
+READS = [read_counter, read_iterator, read_file, read_queue, read_attribute]
+
+
+@pytest.mark.parametrize("body", READS, ids=lambda f: f.__name__)
+def test_the_body_reads_what_a_deferred_call_left_in_its_arguments(body):
+    """What the body reads after a call is what the call left there, as in plain."""
+    argsets = [(["a", "b"],), (["c", "d"],), (["e", "f"],), (["g", "h"],)]
+    if body is read_queue:
+        argsets += [(["bad", "x"],), (["y", "z"],)]
+    assert_same(body, argsets)
+
+
+# == match on a result ================================================================
+
+class Point:
+    __match_args__ = ("x", "y")
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+
+def _classify(x):
+    time.sleep(0.005)
+    return [{"kind": "a", "v": x}, [x, x + 1], Point(0, x), x, None, (x, "t")][x % 6]
+
+
+def match_every_kind(xs):
+    results = [_classify(x) for x in xs]
+    out = []
+    for r in results:
+        match r:
+            case {"kind": "a", "v": v}:
+                out.append(("mapping", v))
+            case [a, b]:
+                out.append(("sequence", a, b))
+            case Point(0, y):
+                out.append(("class", y))
+            case None:
+                out.append(("none",))
+            case 3 | 9:
+                out.append(("literal",))
+            case int(n) if n > 100:
+                out.append(("guard", n))
+            case (n, "t"):
+                out.append(("tuple", n))
+            case _:
+                out.append(("other", r))
+    return out
+
+
+def test_match_patterns_of_every_kind_see_the_value():
+    """Mapping, sequence, class, None, literal, guard and tuple patterns match the value."""
+    assert_same(match_every_kind, [(list(range(6)),), (list(range(6, 12)),), ([102, 3, 5, 1],),
+                                   (list(range(12)),)])
+
+
+# == calls made to block ==============================================================
+
+def test_sleeps_between_requests_keep_their_delay():
+    """``time.sleep`` between deferred requests is not deferred: requests stay spaced."""
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def request(x):
+        with lock:
+            starts.append(time.monotonic())
+        time.sleep(0.01)
+        return f"r{x}"
+
+    def f(xs):
+        out = []
+        for x in xs:
+            out.append(request(x))
+            time.sleep(0.03)
+        return out
+
+    jitted = jit(f)
+    for _ in range(3):
+        starts.clear()
+        assert jitted([1, 2, 3]) == f([1, 2, 3])
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.03, gaps  # a sleep lasts at least what it asks for
+    assert replays(jitted) >= 1, jitted.explain()
+    assert "blocks or waits" in jitted.explain()
+
+
+def _blocking_callees():
+    lock, rlock, sem = threading.Lock(), threading.RLock(), threading.BoundedSemaphore()
+    cond, event, barrier = threading.Condition(), threading.Event(), threading.Barrier(1)
+    q, sq, fut, thread = queue.Queue(), queue.SimpleQueue(), Future(), threading.Thread()
+    return {"time.sleep": time.sleep, "input": input, "Lock.acquire": lock.acquire,
+            "RLock.acquire": rlock.acquire, "Semaphore.acquire": sem.acquire,
+            "Condition.wait": cond.wait, "Event.wait": event.wait, "Barrier.wait": barrier.wait,
+            "Queue.get": q.get, "Queue.put": q.put, "SimpleQueue.get": sq.get,
+            "Future.result": fut.result, "Thread.join": thread.join}
+
+
+@pytest.mark.parametrize("name", sorted(_blocking_callees()))
+def test_calls_that_block_or_wait_stay_in_the_body(name):
+    """Waits, locks, queues, futures and joins are never deferred."""
+    assert stays_here(_blocking_callees()[name])
+
+
+# == any executor =====================================================================
+
+@pytest.fixture(params=["forwarding", "own-threads"])
+def foreign(request):
+    pool = Forwarding(1) if request.param == "forwarding" else OwnThreads(1)  # from conftest
+    yield pool
+    pool.shutdown(wait=True)
+
+
+REQUEST = contextvars.ContextVar("request", default="-")
+
+
+def test_deferred_calls_see_contextvars_on_any_executor(foreign):
+    """The caller's contextvars reach deferred calls on a wrapper or a custom executor."""
+    def read(x):
+        time.sleep(0.005)
+        return f"{x}@{REQUEST.get()}"
+
+    @jit(executor=foreign)
+    def f(xs):
+        return [read(x) for x in xs]
+
+    token = REQUEST.set("req-42")
+    try:
+        for _ in range(3):
+            assert f(["a", "b", "c"]) == ["a@req-42", "b@req-42", "c@req-42"]
+    finally:
+        REQUEST.reset(token)
+    assert replays(f) >= 1, f.explain()
+
+
+NESTED = """
+import sys, time
+from tests.conftest import Forwarding, OwnThreads
+from xcs import jit
+
+pool = Forwarding(1) if sys.argv[1] == "forwarding" else OwnThreads(1)
+
+def leaf(x):
+    time.sleep(0.005)
+    return f"<{x}>"
+
+@jit(executor=pool)
+def inner(x):
+    return [leaf(x + str(i)) for i in range(3)]
+
+@jit(executor=pool)
+def outer(xs):
+    return [inner(x) for x in xs]
+
+results = [outer(["p", "q"]) for _ in range(5)]
+assert results == [outer.__wrapped__(["p", "q"])] * 5, results
+replays = [sum(s.replays for s in f.stats().signatures) for f in (outer, inner)]
+assert min(replays) >= 1, (outer.explain(), inner.explain())
+pool.shutdown()
+print("ok", replays)
+"""
+
+
+@pytest.mark.parametrize("kind", ["forwarding", "own-threads"])
+def test_nested_jit_on_one_worker_of_any_executor_does_not_deadlock(kind):
+    """Nested jitted functions on a one-worker wrapper or custom executor finish.
+
+    In a child process: a deadlocked pool would keep this one from exiting.
+    """
+    root = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run([sys.executable, "-c", NESTED, kind], cwd=root, timeout=120,
+                              capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("nested jit deadlocked on a one-worker executor")
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-3000:]
+
+
+def test_a_wrapper_that_cannot_run_a_call_falls_back_to_plain():
+    """A wrapper whose futures fail (it cannot run the call) gives plain results, no hang."""
+    class Refusing(Executor):
+        def submit(self, fn, /, *args, **kwargs):
+            future: Future = Future()
+            future.set_exception(RuntimeError("cannot send this call"))
+            return future
+
+    def slow(x):
+        time.sleep(0.003)
+        return x * 2
+
+    def f(xs):
+        return [slow(x) for x in xs]
+
+    jitted = jit(executor=Refusing())(f)
+    jitted([1, 2, 3])  # the trial: the plan defers slow()
+    with pytest.warns(Warning, match="refused"):
+        assert jitted([4, 5, 6]) == [8, 10, 12]
+    assert jitted([7, 8]) == [14, 16]
+
+
+# == tracers and debuggers ============================================================
+
+def _traced_body(m, xs):
+    a = [m(x) for x in xs]
+    b = a[0] + a[-1]
+    return b
+
+
+def _line_events(fn, *args):
+    events = []
+    pending = []
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_name == "_traced_body":
+            events.append((event, frame.f_lineno - _traced_body.__code__.co_firstlineno))
+            pending.extend(k for k, v in frame.f_locals.items() if "xcs pending" in repr(v))
+            return tracer
+        return None
+
+    sys.settrace(tracer)
+    try:
+        fn(*args)
+    finally:
+        sys.settrace(None)
+    return events, pending
+
+
+def test_a_trace_function_sees_the_plain_function(model):
+    """Under sys.settrace a jitted function reports the plain line events, no placeholder."""
+    jitted = jit(_traced_body)
+    for _ in range(3):
+        jitted(model, ["a", "b", "c"])
+    assert replays(jitted) >= 1, jitted.explain()
+    want = _line_events(_traced_body, model, ["a", "b", "c"])
+    for _ in range(2):
+        assert _line_events(jitted, model, ["a", "b", "c"]) == want
+    assert "under a trace function" in str(jitted.stats())
+
+
+if hasattr(sys, "monitoring"):  # 3.12+ (defined only there: no skipped test on 3.11)
+    def test_a_monitoring_tool_sees_the_plain_function(model):
+        """A sys.monitoring LINE tool sees the plain function's lines (3.12+)."""
+        mon = sys.monitoring
+        tool = mon.DEBUGGER_ID
+        jitted = jit(_traced_body)
+        for _ in range(3):
+            jitted(model, ["a", "b", "c"])
+        assert replays(jitted) >= 1, jitted.explain()
+
+        def lines(fn):
+            seen = []
+            first = _traced_body.__code__.co_firstlineno
+
+            def on_line(code, line):
+                if code.co_name == "_traced_body":
+                    seen.append(line - first)
+
+            mon.use_tool_id(tool, "xcs-test")
+            try:
+                mon.register_callback(tool, mon.events.LINE, on_line)
+                mon.set_events(tool, mon.events.LINE)
+                fn(model, ["a", "b", "c"])
+            finally:
+                mon.set_events(tool, 0)
+                mon.register_callback(tool, mon.events.LINE, None)
+                mon.free_tool_id(tool)
+            return seen
+
+        assert lines(jitted) == lines(_traced_body)
+
+
+# == tracebacks, signatures, caches ===================================================
+
+def test_a_failing_call_in_a_comprehension_has_the_plain_traceback():
+    """The frames of a deferred call's failure inside a comprehension are plain's."""
+    def slow(x):
+        time.sleep(0.003)
+        if x == "bad":
+            raise ValueError(x)
+        return x
+
+    def f(xs):
+        out = [slow(x) for x in xs]
+        return out
+
+    jitted = jit(f)
+    for _ in range(3):
+        jitted(["a", "b", "c", "d"])
+    assert replays(jitted) >= 1, jitted.explain()
+    frames = []
+    for fn in (f, jitted):
+        try:
+            fn(["a", "bad", "c", "d"])
+        except ValueError as exc:
+            frames.append([(fs.name, fs.lineno) for fs in traceback.extract_tb(exc.__traceback__)])
+    assert frames[0] == frames[1]
+
+
+def test_star_args_of_any_length_share_one_signature(model):
+    """f(*docs) with 4, 5, 6 or 7 docs is one signature, and replays."""
+    @jit
+    def f(*docs):
+        return [model(d) for d in docs]
+
+    for n in (4, 5, 6, 7):
+        assert f(*map(str, range(n))) == f.__wrapped__(*map(str, range(n)))
+    stats = f.stats()
+    assert stats.cached == 1 and replays(f) >= 2, str(stats)
+
+
+def test_a_cached_callee_runs_as_often_as_in_plain():
+    """Duplicate calls into an lru_cache'd callee hit the cache as in plain."""
+    runs: list[str] = []
+
+    @functools.cache
+    def cached(x):
+        runs.append(x)
+        time.sleep(0.01)
+        return "c" + x
+
+    def f(xs):
+        return [cached(x) for x in xs]
+
+    jitted = jit(f)
+    keys = ["a", "b", "a", "c", "b", "a"]
+    counts = []
+    for fn in (f, jitted, jitted, jitted):
+        cached.cache_clear()
+        runs.clear()
+        assert fn(keys) == ["ca", "cb", "ca", "cc", "cb", "ca"]
+        counts.append(sorted(runs))
+    assert counts == [["a", "b", "c"]] * 4
+    assert replays(jitted) >= 2, jitted.explain()
+
+
+# == what must keep overlapping =======================================================
+
+def test_objects_shared_read_only_by_deferred_calls_still_overlap():
+    """One prompt list passed to many calls, and a client's bound method, still overlap."""
+    class Completions:
+        def __init__(self):
+            self.barrier = None
+
+        def create(self, messages, prompt):
+            if self.barrier is not None:
+                self.barrier.wait()
+            else:
+                time.sleep(0.003)
+            return prompt + messages[-1]["content"]
+
+    class Client:
+        def __init__(self):
+            self.completions = Completions()
+
+    client = Client()
+    system = [{"role": "system", "content": "be brief"}]
+
+    @jit
+    def f(docs):
+        prompt = system[0]["content"]  # read before the calls: the body reads nothing they own
+        return [client.completions.create(messages=[*system, {"role": "user", "content": d}],
+                                          prompt=prompt) for d in docs]
+
+    docs = ["a", "b", "c", "d"]
+    f(docs)
+    f(docs)
+    client.completions.barrier = threading.Barrier(4, timeout=10)
+    assert f(docs) == ["be briefa", "be briefb", "be briefc", "be briefd"]
+    assert replays(f) >= 2, f.explain()
