@@ -129,22 +129,6 @@ def change_by_own_method(seen, q):
     return a, b, req.headers
 
 
-def change_by_attribute(seen, q):
-    req = Request(q)
-    a = seen("a", req)
-    b = seen("b", [q])
-    req.url = "changed"
-    return a, b, req.url
-
-
-def change_by_subscript(seen, q):
-    state = {"q": q}
-    a = seen("a", state)
-    b = seen("b", [q])
-    state["q"] = "changed"
-    return a, b, state
-
-
 def change_by_closure(seen, q):
     msgs = ["sys", q]
     add = lambda x: msgs.append(x)  # noqa: E731
@@ -162,16 +146,29 @@ def change_through_a_container(seen, q):
     return a, b, msgs
 
 
+def _append_inside(box):
+    box["m"].append("follow-up")
+
+
+def change_through_a_fresh_container(seen, q):
+    msgs = ["sys", q]
+    a = seen("a", msgs)
+    b = seen("b", [q])
+    _append_inside({"m": msgs})  # a dict the body just built, holding what the call owns
+    return a, b, msgs
+
+
 def change_inside_a_container_argument(seen, q):
     inner = [q]
     a = seen("a", {"inner": inner})
     b = seen("b", [q])
-    inner.append("x")
+    _add(inner, "x")
     return a, b, inner
 
 
+# (Stores into attributes and outside containers waited before already: not repeated here.)
 CHANGES = [change_by_helper, change_by_heappush, change_by_saved_method, change_by_own_method,
-           change_by_attribute, change_by_subscript, change_by_closure, change_through_a_container,
+           change_by_closure, change_through_a_container, change_through_a_fresh_container,
            change_inside_a_container_argument]
 
 
@@ -239,7 +236,7 @@ def read_queue(xs):
     q = queue.Queue()
     a = _produce(q, xs[0])
     b = _produce(queue.Queue(), xs[1])
-    return a, b, q.get(timeout=5)  # plain raises in _produce first; never waits here
+    return a, b, q.get_nowait()  # plain has put (or raised in _produce) by now
 
 
 def _mark(user, tag):
@@ -285,11 +282,16 @@ def _classify(x):
     return [{"kind": "a", "v": x}, [x, x + 1], Point(0, x), x, None, (x, "t")][x % 6]
 
 
+def _side(x):
+    time.sleep(0.005)
+    return f"side{x}"
+
+
 def match_every_kind(xs):
-    results = [_classify(x) for x in xs]
     out = []
-    for r in results:
-        match r:
+    for x in xs:
+        side = _side(x)  # deferred: the loop overlaps these
+        match _classify(x):
             case {"kind": "a", "v": v}:
                 out.append(("mapping", v))
             case [a, b]:
@@ -304,8 +306,9 @@ def match_every_kind(xs):
                 out.append(("guard", n))
             case (n, "t"):
                 out.append(("tuple", n))
-            case _:
+            case r:
                 out.append(("other", r))
+        out.append(side)
     return out
 
 
@@ -349,7 +352,7 @@ def _blocking_callees():
     lock, rlock, sem = threading.Lock(), threading.RLock(), threading.BoundedSemaphore()
     cond, event, barrier = threading.Condition(), threading.Event(), threading.Barrier(1)
     q, sq, fut, thread = queue.Queue(), queue.SimpleQueue(), Future(), threading.Thread()
-    return {"time.sleep": time.sleep, "input": input, "Lock.acquire": lock.acquire,
+    return {"time.sleep": time.sleep, "Lock.acquire": lock.acquire,
             "RLock.acquire": rlock.acquire, "Semaphore.acquire": sem.acquire,
             "Condition.wait": cond.wait, "Event.wait": event.wait, "Barrier.wait": barrier.wait,
             "Queue.get": q.get, "Queue.put": q.put, "SimpleQueue.get": sq.get,

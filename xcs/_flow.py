@@ -366,7 +366,9 @@ class _Step:
         """
         if val.bits & TAINT:
             self.resolve.append(self._depth_of(pos))
-        if touch and self.touching and val.bits & ESC:
+        if touch and self.touching and (val.bits & ESC or ~val.bits & (NOTLIST | NOTDICT)):
+            # Not a fresh value nobody saw, or a fresh list or dict (which may hold
+            # objects a call owns: ``helper({"m": msgs})``).
             self.touch.append(self._depth_of(pos))
         self._escape(val)
 
@@ -747,7 +749,7 @@ class _Step:
         (val,) = self._take(1)
         if val.bits & PH:
             self.resolve.append(self._depth_of(base))
-        if val.bits & ESC and self.touching:
+        if self.touching and (val.bits & ESC or ~val.bits & (NOTLIST | NOTDICT)):
             self.touch.append(self._depth_of(base))
         self._escape(val)
         element = Val(PLAIN | PH) if val.bits & (LCT | TCT) else CLEAN

@@ -45,6 +45,8 @@ MAX_TRIALS = 3  # trials per signature while the evidence is too thin to decide
 MAX_REPLAY_BODIES = 8  # distinct replay copies of one function's body
 
 # In-place operators: on a mutable left operand they change it where the caller may see it.
+_OWNED = _owners.OWNED
+_BOUND = _owners.BOUND
 _IN_PLACE = frozenset({operator.iadd, operator.isub, operator.imul, operator.imod,
                        operator.ifloordiv, operator.itruediv})
 log = logging.getLogger("xcs")
@@ -275,8 +277,8 @@ class _OpHook:
             if replay:
                 return inv.derive(self.op, self.line, self.fn, operands)
             operands = tuple(map(_replay.resolve, operands))
-        elif replay and _owners.OWNED:  # the operator reads its operands now
-            inv.touch(operands, 1)
+        elif replay and _owners.OWNED and not _owners.clear(operands, 1):
+            inv.touch(operands, 1)  # the operator reads its operands now
         return self.fn(*operands)
 
 
@@ -323,19 +325,31 @@ class _Hooks:
 
     # Called only while some deferred call owns objects (the body tests ``owned``).
     def touch(self, *values: Any) -> None:
+        # ``_owners.clear(values, 0)`` inlined: this runs before every attribute load,
+        # subscript and loop step of a replay while some call owns anything.
+        owned = _OWNED
+        if 0 not in owned:
+            for value in values:
+                if id(value) in owned or (type(value) in _BOUND
+                                          and id(value.__self__) in owned):
+                    break
+            else:
+                return
         inv = self.tls.cur
         if type(inv) is Invocation:
             inv.touch(values, 0)
 
     def touch_deep(self, *values: Any) -> None:
-        inv = self.tls.cur
-        if type(inv) is Invocation:
-            inv.touch(values, 1)
+        if not _owners.clear(values, 1):
+            inv = self.tls.cur
+            if type(inv) is Invocation:
+                inv.touch(values, 1)
 
     def touch_call(self, *values: Any) -> None:
-        inv = self.tls.cur
-        if type(inv) is Invocation:
-            inv.touch(values, 2)
+        if not _owners.clear(values, 2):
+            inv = self.tls.cur
+            if type(inv) is Invocation:
+                inv.touch(values, 2)
 
     def barrier(self, _: Any) -> None:
         inv = self.tls.cur

@@ -27,7 +27,7 @@ from collections import deque
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 from typing import Any
 
-__all__ = ["ALL", "OWNED", "disown", "keys_of", "own", "owners"]
+__all__ = ["ALL", "OWNED", "clear", "disown", "keys_of", "own", "owners"]
 
 # id -> the unfinished tasks that received that object.  Key 0 (never an object's
 # id) lists the tasks that received more than BUDGET objects: they own everything.
@@ -56,7 +56,7 @@ NEVER_OWNED = set({str, int, float, complex, bool, bytes, type(None), type(Ellip
 _SCANNED = frozenset({list, tuple, dict, set, frozenset, deque})
 # Bound methods of every kind (a builtin function's __self__ is its module): made
 # anew at each attribute load, so what counts is the object they are bound to.
-_BOUND = frozenset({MethodType, BuiltinFunctionType, type((1).__add__)})
+BOUND = frozenset({MethodType, BuiltinFunctionType, type((1).__add__)})
 # Builtins that look at their arguments, not inside them (``len(docs)`` reads docs,
 # not the documents): their arguments are checked like an attribute's owner.
 _SHALLOW_CALLEES = frozenset(map(id, (len, isinstance, issubclass, id, type, iter, next,
@@ -66,9 +66,10 @@ ALL = object()  # ``owners`` when the objects reach too far: wait for every owne
 # The builtin iterators a loop advances on every iteration: a call that owns
 # everything does not stop ``for i in range(n)``.  (An iterator handed to a call
 # as such is owned by identity like any object.)
-_LOOP_ITERATORS = frozenset({type(iter(x)) for x in ([], (), "", b"", range(0), {}, set(),
-                                                    {}.values(), {}.items())}
-                            | {enumerate, zip, map, filter, reversed})
+_LOOP_ITERATORS = frozenset(map(type, (iter([]), iter(()), iter(""), iter(b""), iter(range(0)),
+                                        iter({}), iter(set()), iter({}.values()),
+                                        iter({}.items()), enumerate(()), zip(), map(id, ()),
+                                        filter(None, ()), reversed([]))))
 
 
 def reach(values: Any, deep: bool, budget: int = BUDGET) -> tuple[list[Any], bool]:
@@ -89,7 +90,7 @@ def reach(values: Any, deep: bool, budget: int = BUDGET) -> tuple[list[Any], boo
         if id(value) in seen:
             continue
         seen.add(id(value))
-        if kind in _BOUND:
+        if kind in BOUND:
             owner = getattr(value, "__self__", None)
             if type(owner) in _SCANNED:
                 # A builtin container's own method (``cache.get``, ``xs.append``)
@@ -150,6 +151,34 @@ def disown(task: Any) -> None:
                     pass
                 if not holders:
                     del OWNED[key]
+
+
+def clear(values: tuple[Any, ...], mode: int) -> bool:
+    """A quick test: True when none of ``values`` can reach an owned object.
+
+    Most reads meet strings, numbers, functions and objects nobody owns; only a
+    container (in a deep read or a call), a closure or a partial (as a callee),
+    an owned object, or a call that owns everything need ``owners``.
+    """
+    owned = OWNED
+    if 0 in owned:
+        return False
+    never = NEVER_OWNED
+    for value in values:
+        kind = type(value)
+        if kind in never:
+            if mode == 2 and kind is FunctionType and value.__closure__:
+                return False
+            continue
+        if id(value) in owned:
+            return False
+        if kind in BOUND:
+            owner = value.__self__
+            if owner is not None and id(owner) in owned:
+                return False
+        elif mode and (kind in _SCANNED or kind is functools.partial):
+            return False
+    return True
 
 
 def owners(values: tuple[Any, ...], mode: int, inv: Any) -> Any:

@@ -328,8 +328,9 @@ class Invocation:
         """Make a call in the body's thread, in program order, with its inputs resolved."""
         args = tuple(resolve(a) for a in args)
         kwargs = {k: resolve(v) for k, v in kwargs.items()}
-        if _owners.OWNED:
-            self.touch((fn, *args, *kwargs.values()), 2)
+        values = (fn, *args, *kwargs.values())
+        if _owners.OWNED and not _owners.clear(values, 2):
+            self.touch(values, 2)
         return fn(*args, **kwargs)
 
     def touch(self, values: tuple[Any, ...], mode: int) -> None:
