@@ -44,9 +44,9 @@ MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped f
 MAX_TRIALS = 3  # trials per signature while the evidence is too thin to decide
 MAX_REPLAY_BODIES = 8  # distinct replay copies of one function's body
 
-# In-place operators: on a mutable left operand they change it where the caller may see it.
-_OWNED = _owners.OWNED
+_OWNED = _owners.OWNED  # module globals: the touch hook runs before every read of a replay
 _BOUND = _owners.BOUND
+# In-place operators: on a mutable left operand they change it where the caller may see it.
 _IN_PLACE = frozenset({operator.iadd, operator.isub, operator.imul, operator.imod,
                        operator.ifloordiv, operator.itruediv})
 log = logging.getLogger("xcs")
