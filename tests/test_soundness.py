@@ -534,18 +534,27 @@ if hasattr(sys, "monitoring"):  # 3.12+ (defined only there: no skipped test on 
 
 # == tracebacks, signatures, caches ===================================================
 
-def test_a_failing_call_in_a_comprehension_has_the_plain_traceback():
-    """The frames of a deferred call's failure inside a comprehension are plain's."""
-    def slow(x):
-        time.sleep(0.003)
-        if x == "bad":
-            raise ValueError(x)
-        return x
+def _slow_or_bad(x):
+    time.sleep(0.003)
+    if x == "bad":
+        raise ValueError(x)
+    return x
 
-    def f(xs):
-        out = [slow(x) for x in xs]
-        return out
 
+def _in_a_comprehension(xs):
+    out = [_slow_or_bad(x) for x in xs]
+    return out
+
+
+def _in_nested_comprehensions(xs):
+    out = [[_slow_or_bad(x) for x in (y, y + "!")] for y in xs]
+    return out
+
+
+@pytest.mark.parametrize("f", [_in_a_comprehension, _in_nested_comprehensions],
+                         ids=["comprehension", "nested"])
+def test_a_failing_call_in_a_comprehension_has_the_plain_traceback(f):
+    """The frames of a deferred call's failure inside comprehensions are plain's."""
     jitted = jit(f)
     for _ in range(3):
         jitted(["a", "b", "c", "d"])
@@ -556,7 +565,7 @@ def test_a_failing_call_in_a_comprehension_has_the_plain_traceback():
             fn(["a", "bad", "c", "d"])
         except ValueError as exc:
             frames.append([(fs.name, fs.lineno) for fs in traceback.extract_tb(exc.__traceback__)])
-    assert frames[0] == frames[1]
+    assert len(frames) == 2 and frames[0] == frames[1], frames
 
 
 def test_star_args_of_any_length_share_one_signature(model):

@@ -223,13 +223,23 @@ class _SiteHook:
         try:
             if self.via is None:
                 self.via = _replay.trampoline(*self.where)
-            # In a 3.11 comprehension (a frame of its own) the failure's traceback
-            # must show that frame, as plain's does.
-            frame = sys._getframe(1) if self.comprehension else None
-            return inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via, frame)
+            frames = _comprehension_frames(sys._getframe(1)) if self.comprehension else None
+            return inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via, frames)
         except Exception as exc:
             self.state._internal(exc)
         return inv.call_here(fn, args, kwargs)
+
+
+def _comprehension_frames(frame: Any) -> tuple[tuple[tuple[Any, int], ...], int]:
+    """3.11: the comprehension frames making a call (innermost first, at their lines
+    now) and the line of the body's frame that called the outermost one.  A failure's
+    traceback shows them, as plain's does."""
+    names = _compat.ops.COMPREHENSIONS if _compat.ops is not None else frozenset()
+    chain = []
+    while frame.f_back is not None and frame.f_code.co_name in names:
+        chain.append((frame, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(chain), frame.f_lineno
 
 
 class _OpHook:

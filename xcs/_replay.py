@@ -160,7 +160,9 @@ class Task:
         self.owns: list[int] | None = None  # keys of the objects it owns (see _owners)
         self.after: Task | None = None  # an earlier call of a cache with the same key
         self.followers: list[Task] = []  # later ones, started when this one ends
-        self.frame: tuple[FrameType, int] | None = None  # (comprehension frame, its call line)
+        # 3.11: (the comprehension frames making the call, innermost first, with their
+        # lines; the body's line), for the traceback of a failure
+        self.frame: tuple[tuple[tuple[FrameType, int], ...], int] | None = None
 
     def run(self) -> None:
         """Executor entry point: run the call unless someone else has taken it."""
@@ -267,20 +269,20 @@ class Invocation:
     # -- the body's side -----------------------------------------------------
     def defer(self, site: int, line: int, fn: Any, args: tuple[Any, ...],
               kwargs: dict[str, Any], scan: bool = True, via: Any = None,
-              frame: FrameType | None = None) -> Any:
+              frames: tuple[tuple[tuple[FrameType, int], ...], int] | None = None) -> Any:
         """Submit ``fn(*args, **kwargs)`` and return its placeholder.
 
         ``scan`` says whether arguments may be containers holding placeholders
         (the stack simulation knows when they cannot: a list passed in from
         outside is then not searched); ``via`` runs the call (a trampoline
         that gives the callee the caller's name and line as its caller);
-        ``frame``, the frame making the call when it is not the body's own (a 3.11
-        comprehension), for the traceback of a failure.
+        ``frames``, when the call is not made by the body's own frame (a 3.11
+        comprehension): the frames making it, innermost first, with their lines,
+        and the body's line, for the traceback of a failure.
         """
         task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
         task.via = via
-        if frame is not None and frame.f_back is not None:
-            task.frame = (frame, frame.f_back.f_lineno)
+        task.frame = frames
         deps = _pending_in(args, kwargs, scan)
         if self.claimable:
             task.ctx = contextvars.copy_context()
@@ -733,10 +735,11 @@ def _with_site_traceback(error: BaseException, task: Task,
         tb = tb.tb_next
     if frame is not None:
         try:
-            if task.frame is not None:  # the comprehension's frame, then the body's
-                inner, outer_line = task.frame
-                tb = TracebackType(tb, inner, -1, task.line)
-                tb = TracebackType(tb, frame, -1, outer_line)
+            if task.frame is not None:  # the comprehensions' frames, then the body's
+                chain, body_line = task.frame
+                for inner, line in chain:
+                    tb = TracebackType(tb, inner, -1, line)
+                tb = TracebackType(tb, frame, -1, body_line)
             else:
                 tb = TracebackType(tb, frame, -1, task.line)
         except (TypeError, ValueError):
