@@ -87,12 +87,20 @@ def warm(f, *args, times: int = 2, **kwargs):
     for _ in range(3):
         for _ in range(times):
             result = f(*args, **kwargs)
-        state = getattr(f, "__xcs__", None)
-        if state is None or replays(f) or not any(
-                (s.reason or "").startswith("estimated speedup") for s in f.stats().signatures):
+        if not retrace_if_unlucky(f):
             break
-        state.entries.clear()
     return result
+
+
+def retrace_if_unlucky(f) -> bool:
+    """Forget ``f``'s plans if none replayed because a trial estimated too little gain
+    (a call stalled on a loaded machine): the next call traces again.  Says if it did."""
+    state = getattr(f, "__xcs__", None)
+    if state is None or replays(f) or not any(
+            (s.reason or "").startswith("estimated speedup") for s in f.stats().signatures):
+        return False
+    state.entries.clear()
+    return True
 
 
 class Log:
@@ -1027,8 +1035,9 @@ def test_warning_stacklevel_in_a_deferred_callee_points_where_plain_does(shape):
     jitted = jit(f)
     expected = sorted(capture_warnings(f, XS))  # concurrent callees warn in any order
     assert {w[0] for w in expected} == {__file__} and len(expected) >= 3
-    for _ in range(3):
+    for _ in range(4):
         assert sorted(capture_warnings(jitted, XS)) == expected
+        retrace_if_unlucky(jitted)
     assert_replayed(jitted)
 
 
@@ -1234,8 +1243,9 @@ def test_inspect_stack_in_a_deferred_callee_names_its_caller_as_plain(shape):
     jitted = jit(f)
     expected = outcome(f, XS)
     assert expected[0][0][1][0] == "fetch"
-    for _ in range(3):
+    for _ in range(4):
         assert outcome(jitted, XS) == expected
+        retrace_if_unlucky(jitted)
     assert_replayed(jitted)
 
 
