@@ -7,6 +7,7 @@ else is reached.  The examples under ``examples/`` are loaded from their files
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import itertools
 import json
@@ -346,7 +347,12 @@ def test_timeline_of_a_replay_shows_requests_overlapping_on_worker_lanes(client,
     assert json.loads(path.read_text()) == trace
     assert trace["displayTimeUnit"] == "ms"
     calls, lanes = _events(trace)
-    assert len(calls) == 4 and {c["name"] for c in calls} == {"ask"}
+    # The four drafts; the plan may defer the judge as well (dropping it gains ~nothing).
+    by_site = collections.Counter(c["args"]["site"] for c in calls)
+    drafts_site = by_site.most_common(1)[0][0]
+    assert by_site[drafts_site] == 4 and sum(by_site.values()) in (4, 5), by_site
+    assert {c["name"] for c in calls} == {"ask"}
+    calls = [c for c in calls if c["args"]["site"] == drafts_site]
     for event in trace["traceEvents"]:
         assert {"name", "ph", "pid", "tid"} <= event.keys()
         if event["ph"] == "X":
