@@ -635,3 +635,22 @@ def test_objects_shared_read_only_by_deferred_calls_still_overlap():
     client.completions.barrier = threading.Barrier(4, timeout=10)
     assert f(docs) == ["be briefa", "be briefb", "be briefc", "be briefd"]
     assert replays(f) >= 2, f.explain()
+
+
+def test_a_subscript_reads_the_container_not_the_callee_it_holds():
+    """``models[0](prompt)`` in a loop overlaps: the subscript (BINARY_OP [] on 3.14+)
+    looks at the list, not inside the model that the previous calls own."""
+    from .conftest import Model
+
+    models = [Model(latency=0.003)]
+
+    @jit
+    def f(docs):
+        return [models[0](d) for d in docs]
+
+    docs = ["a", "b", "c", "d"]
+    f(docs)
+    f(docs)
+    models[0].expect_overlap(4)
+    assert f(docs) == ["m(a)", "m(b)", "m(c)", "m(d)"]
+    assert replays(f) >= 2, f.explain()

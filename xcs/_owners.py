@@ -106,6 +106,8 @@ def reach(values: Any, deep: bool, budget: int = BUDGET) -> tuple[list[Any], boo
         if not deep:
             continue
         if kind in _SCANNED:
+            if len(value) * (2 if kind is dict else 1) > budget:  # not worth copying
+                return found, True
             stack.extend(value.values() if kind is dict else value)
             if kind is dict:
                 stack.extend(value)

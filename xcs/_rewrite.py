@@ -475,7 +475,7 @@ class Program:
                 continue
             if ops.call_roles(instr) is not None:  # its callable first, then its arguments
                 hook = hooks.touch_call
-            elif instr.name in ops.READS_DEEP:  # reads what its operands hold, too
+            elif ops.reads_deep(instr):  # reads what its operands hold, too
                 hook = hooks.touch_deep
             else:
                 hook = hooks.touch

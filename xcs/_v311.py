@@ -102,6 +102,13 @@ READS_KEPT = frozenset({"FOR_ITER", "GET_LEN", "MATCH_KEYS", "MATCH_MAPPING", "M
 # the items of two lists, a format renders a dict's values); calls are checked
 # as calls (their callable, then their arguments with what those hold).
 READS_DEEP = frozenset({"BINARY_OP", "BUILD_STRING", "COMPARE_OP", "CONTAINS_OP", "FORMAT_VALUE"})
+
+
+def reads_deep(instr: Instr) -> bool:
+    """Does ``instr`` read what its operands hold, not only the operands themselves?"""
+    return instr.name in READS_DEEP
+
+
 # Instructions whose result is always a bool: never an object a call received.
 IMMUTABLE_RESULT = frozenset({"CONTAINS_OP", "IS_OP", "UNARY_NOT"})
 

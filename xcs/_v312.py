@@ -26,6 +26,7 @@ from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
     is_with_enter,
     lazy_op,
     local_stores,
+    reads_deep,
     split_pair,
     unborrow,
 )

@@ -27,6 +27,7 @@ from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
     jump_backward,
     jump_forward_if_true,
     method_name,
+    reads_deep,
     return_const,
     returns_value,
     unborrow,

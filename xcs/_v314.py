@@ -85,6 +85,14 @@ def call_roles(instr: Instr) -> tuple[str, ...] | None:
     return _v313.call_roles(instr)
 
 
+def reads_deep(instr: Instr) -> bool:
+    # BINARY_SUBSCR became BINARY_OP with oparg NB_SUBSCR (26): ``models[0]`` looks
+    # at the list, not inside its items.
+    if instr.name == "BINARY_OP" and arg(instr) == 26:
+        return False
+    return _v313.reads_deep(instr)
+
+
 def is_with_enter(instr: Instr) -> bool:
     # ``with`` is COPY 1; LOAD_SPECIAL __exit__; SWAP 2; SWAP 3;
     # LOAD_SPECIAL __enter__; CALL 0.  The first LOAD_SPECIAL starts it.

@@ -37,6 +37,7 @@ from xcs._v314 import (  # noqa: F401  (re-exported: unchanged since 3.14)
     method_name,
     normalize,
     opener,
+    reads_deep,
     return_const,
     returns_value,
     split_pair,
