@@ -202,9 +202,26 @@ class Env:
                 with env.lock:
                     env.log.append(("span-exit", repr(canon(self.label)), repr(exc[0])))
 
+        jt, pr, rs = self.slow("jt"), self.slow("pair"), self.slow("resp")
+
+        def jtool(*args: Any) -> str:  # JSON, except for some inputs
+            out = jt(*args)
+            return "{oops " + out if _digest(out) % 5 == 0 else json.dumps({"t": out})
+
+        def pair(*args: Any) -> tuple[str, ...]:  # two items, except for some inputs
+            out = pr(*args)
+            return (out, out, out) if _digest(out) % 5 == 0 else (out, out[::-1])
+
+        def resp(*args: Any) -> Any:  # a response object, except for some inputs
+            out = rs(*args)
+            return None if _digest(out) % 5 == 0 else Response(out)
+
+        def clean(text: str) -> str:  # a fast helper on a result
+            return text.strip().lower()[:30]
+
         self.ns = {
             "DECO": deco, "json": json, "Box": Box, "COUNT": 0, "STATE": self.state, "span": Span,
-            "XError": XError,
+            "XError": XError, "jtool": jtool, "pair": pair, "resp": resp, "clean": clean,
             "llm": self.slow("llm", llm_fails), "tool": self.slow("tool"),
             "risky": self.slow("risky", risky_fails), "nd": self.slow("nd", nondeterministic=True),
         }
@@ -234,6 +251,18 @@ class Box:
     """A plain object the program makes and sets attributes on."""
 
 
+class Choice:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class Response:
+    """Shaped like an API client's response: ``r.choices[0].text``."""
+
+    def __init__(self, text: str) -> None:
+        self.choices = [Choice(text)]
+
+
 # -- rendering ----------------------------------------------------------------------------
 
 PRELUDE = '''
@@ -251,7 +280,7 @@ def sub2(x):
 KINDS = ("call", "listcomp", "dictcomp", "genexpr", "for", "while", "if", "ternary", "strop",
          "try", "helper", "lambda", "early", "with", "sub", "state", "index", "method", "star",
          "nd", "mutate", "dset", "unpack", "box", "outattr", "logic", "identity", "zip", "match",
-         "counter", "closure", "fmt", "nested")
+         "counter", "closure", "fmt", "nested", "cont")
 CALLEES = ("llm", "tool", "risky", "agent.ask", "nd", "agent.model")
 
 
@@ -491,6 +520,21 @@ class _Render:
             x, y = self.s(b), self.s(c)
             self.emit(f"{v} = " + (f'"%s-%s" % ({x}, {y})', f'"{{}}|{{}}".format({x}, {y})',
                                    f"{x}.upper().strip() + {y}.lower()")[a % 3])
+            self.strs.append(v)
+        elif kind == "cont":  # work on results: continuations, with their error paths
+            v, w = self.new(), self.new()
+            x, call = self.s(b), self.callee(c)
+            forms = (f"{v} = json.loads(jtool({x}))['t']",
+                     f"{v}, {w} = pair({x})\n{v} = {v} + {w}",
+                     f"{v} = resp({x}).choices[0].text",
+                     f"{v} = {call}({x}).strip().upper()[:30]",
+                     f"{v} = str(len({call}({x}))) + clean({call}({self.s(d)}))",
+                     f"{w} = [({call}(x), len(x)) for x in {self.ls(d)}]\n"
+                     f"{v} = str({w}[0][1]) if {w} else {x}",
+                     f"{w} = {{}}\nfor x in {self.ls(d)} + {self.ls(d)}:\n"
+                     f"    if x in {w}:\n        {v} = {w}[x]\n"
+                     f"    else:\n        {v} = {w}[x] = {call}(x)\n{v} = str(len({w}))")
+            self.emit(forms[a % len(forms)])
             self.strs.append(v)
         elif kind == "nested":
             v = self.new()

@@ -160,3 +160,47 @@ def test_jit_matches_plain_on_generated_programs(monkeypatch):
     assert tally["programs"] >= PROGRAMS
     # The comparison only means something if replays ran: most programs fan out.
     assert tally["replayed"] >= tally["programs"] // 4, tally
+
+
+# Programs built around work on results (continuations): attribute chains, subscripts,
+# unpacking, methods and fast helpers on results, json.loads, dicts of pending values,
+# tuples of results in lists; each form fails on some inputs (invalid JSON, a tuple of
+# the wrong length, None instead of a response object), so the error paths are compared
+# too, after fan-outs that make the calls worth deferring.
+cont_statement = st.tuples(st.just("cont"), st.tuples(*[st.integers(0, 7)] * 4))
+cont_statements = st.lists(st.one_of(cont_statement, cont_statement, statement),
+                           min_size=1, max_size=6).map(lambda s: [*FAN_OUT, *s])
+CONT_PROGRAMS = 120
+
+
+def test_continuations_match_plain_on_generated_programs(monkeypatch):
+    """Generated programs that work on results behave identically with and without @jit."""
+    monkeypatch.setattr(_jit, "MAX_SIGNATURES", 2)
+    tally: Counter[str] = Counter()
+    enqueue = _replay.Invocation._enqueue
+
+    def counting(self, task, deps):  # how many continuations the replays made
+        tally["continuations"] += task.inline == getattr(_replay, "ANYWHERE", "none")
+        return enqueue(self, task, deps)
+
+    monkeypatch.setattr(_replay.Invocation, "_enqueue", counting)
+    one = ThreadPoolExecutor(1, thread_name_prefix="test-pool")
+    executors = {"default": None, "one-worker": one}
+
+    @settings(max_examples=CONT_PROGRAMS, deadline=None, print_blob=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(stmts=cont_statements, final=st.integers(0, 3), calls=invocations,
+           pool=st.sampled_from(sorted(executors)), kinds=type_kinds)
+    @example(stmts=[*FAN_OUT] + [("cont", (k, 0, 0, 0)) for k in range(7)], final=2,
+             calls=CALLS, pool="default", kinds=SAME)
+    def check(stmts, final, calls, pool, kinds):
+        check_program(stmts, final, calls, executors[pool], tally, kinds)
+
+    try:
+        check()
+    finally:
+        one.shutdown(wait=True)
+    assert tally["programs"] >= CONT_PROGRAMS
+    assert tally["replayed"] >= tally["programs"] // 4, tally
+    # Only meaningful if replays really went on past pending results.
+    assert tally["continuations"] >= tally["programs"] // 10, tally

@@ -25,6 +25,8 @@ __all__ = ["ExecutorFacts", "Plan"]
 MIN_SPEEDUP = 1.2  # below this estimate, later calls run the plain function
 MIN_DURATION = 100e-6  # a call shorter than this is not worth a trip to a worker
 SUBMIT_COST = 20e-6  # body time to defer one call (task, submit, placeholder)
+CONTINUE_COST = 3e-6  # body time to make a continuation (a task, no submit)
+FAST = "its calls are fast"  # how the note of a fast site starts
 START_LATENCY = 60e-6  # from submit to the worker running the call
 # CPU time / wall time above which a call is CPU-bound.  I/O-bound calls sit near
 # 0.01; a CPU-bound call on a machine busy with other work gets well under a
@@ -51,7 +53,11 @@ class Plan:
     reason: str | None = None  # why later calls run plain
     tentative: bool = False  # too little evidence: trace a later call again
     notes: dict[int, str] = field(default_factory=dict)  # site -> why it is not deferred
-    lazy: frozenset[int] = frozenset()  # operator sites that combine placeholders lazily
+    lazy: frozenset[int] = frozenset()  # op sites that combine placeholders lazily
+    # fast sites whose calls take results: made when those arrive (continuations)
+    continued: frozenset[int] = frozenset()
+    cpu_time: float = 0.0  # CPU time of the trial: a floor under the GIL
+    drains: frozenset[int] = frozenset()  # sites of builtins that drain a generator expression
 
     @property
     def optimized(self) -> bool:
@@ -68,8 +74,13 @@ class Plan:
 
     @classmethod
     def from_graph(cls, graph: Graph, sites: list[Site] | tuple[Site, ...],
-                   facts: ExecutorFacts) -> Plan:
-        """Choose the deferred sites for the trial recorded in ``graph``."""
+                   facts: ExecutorFacts, accesses: frozenset[int] = frozenset()) -> Plan:
+        """Choose the deferred sites for the trial recorded in ``graph``.
+
+        ``accesses``: the op sites that read a part of their operand (``r.choices``,
+        ``d[k]``, unpacking): continuations wherever a placeholder reaches them,
+        also on paths the trial did not take.
+        """
         if graph.truncated:
             return cls.plain("the trial made too many calls to record", time=graph.duration)
         if graph.raised:
@@ -89,23 +100,39 @@ class Plan:
             return cls.plain(reason, tentative=True, notes=notes, time=graph.duration)
         gathers = frozenset(s for s in by_site if sites[s].append)
         # Operators saw only builtin immutable operands in the trial (str, int, ...):
-        # they may combine placeholders without waiting for them.
-        lazy = frozenset(op for op, pure in graph.op_pure.items() if pure)
+        # they may combine placeholders without waiting for them; accesses always may.
+        lazy = frozenset(op for op, pure in graph.op_pure.items() if pure) | accesses
         chosen = set(candidates)
-        best = simulate(graph, chosen, facts, gathers, lazy)
+        continued = _continuations(graph, chosen, notes)
+        floor = _cpu_floor(graph, facts)
+        best = max(simulate(graph, chosen, facts, gathers, lazy, continued), floor)
         # Drop sites whose deferral buys nothing (their result is used at once).
         for s in sorted(candidates, key=lambda s: sum(n.duration for n in by_site[s])):
-            trial = simulate(graph, chosen - {s}, facts, gathers, lazy)
+            rest = chosen - {s}
+            trial = max(simulate(graph, rest, facts, gathers, lazy,
+                                 _continuations(graph, rest, notes)), floor)
             if trial <= best * 1.0001 + 1e-6:
                 chosen.discard(s)
                 best = trial
                 notes[s] = "its result is needed at once: deferring would not overlap it"
+                used = next((n.used_at for n in by_site[s] if n.used_at), None)
+                if used:
+                    notes[s] += f"; {used}{_hint(used)}"
+        continued = _continuations(graph, chosen, notes)
+        for s in continued:
+            notes.pop(s, None)
         plain_time = graph.duration
-        plan = cls(frozenset(chosen), plain_time, best, None, False, notes, lazy)
+        drains = graph.drains if any(sites[s].genexpr for s in chosen) else frozenset()
+        plan = cls(frozenset(chosen), plain_time, best, None, False, notes, lazy, continued,
+                   graph.cpu, drains)
         if not chosen or plan.speedup < MIN_SPEEDUP:
+            for s in chosen:  # why so little: where the body needed the results
+                used = next((n.used_at for n in by_site[s] if n.used_at), None)
+                if used:
+                    notes[s] = f"its result is needed soon after: {used}{_hint(used)}"
             return cls(frozenset(), plain_time, best,
                        f"estimated speedup {plan.speedup:.2f}x is below {MIN_SPEEDUP}x",
-                       False, notes)
+                       False, notes, cpu_time=graph.cpu)
         return plan
 
     def __repr__(self) -> str:
@@ -117,6 +144,9 @@ class Plan:
         where = where or {}
         deferred = ", ".join(where.get(s, f"site {s}") for s in sorted(self.deferred))
         lines = [f"plan: defer {deferred}" if self.optimized else "plan: plain"]
+        if self.optimized and self.continued:
+            lines.append("continue (when their inputs arrive): "
+                         + ", ".join(where.get(s, f"site {s}") for s in sorted(self.continued)))
         if self.reason:
             lines.append(f"reason: {self.reason}")
         lines.append(f"estimated: {self.plain_time * 1e3:.1f} ms plain -> "
@@ -136,9 +166,15 @@ def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
     for s, nodes in by_site.items():
         site = sites[s]
         if site.protected:
-            notes[s] = "inside the function's own try/except/with"
+            notes[s] = ("inside the function's own try/except/with -- to overlap, put the call"
+                        " and its except in a function of their own: calls of that function"
+                        " are deferred whole")
         elif site.nested:
-            notes[s] = "in a nested function or generator expression"
+            notes[s] = ("in a nested function or generator expression (its calls run as"
+                        " written; a slow call of the nested function is deferred whole)")
+        elif site.genexpr and not all(n.drained for n in nodes):
+            notes[s] = ("in a generator expression that no builtin consumed whole "
+                        "(join, sum, list, tuple, set, sorted, min, max, dict)")
         elif site.append:
             notes[s] = "appends to a list the function builds"
         elif any(n.stays for n in nodes):
@@ -152,6 +188,42 @@ def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
     return notes
 
 
+def _hint(used: str) -> str:
+    """A restructuring that would let the call overlap, for how the body used it."""
+    if "a branch" in used:
+        return (" -- to overlap, make the calls first (a list comprehension) and branch on"
+                " their results in a second loop")
+    if "not deferred receives it" in used:
+        return " -- that call waits for it; if it is slow, it is deferred too once it is"
+    return ""
+
+
+def _continuations(graph: Graph, deferred: set[int], notes: dict[int, str]) -> frozenset[int]:
+    """Fast sites whose calls took a result of a deferred call (or of another such
+    site): in a replay they are made when their inputs arrive, without the body
+    waiting.  Only sites kept plain for being fast: any other reason stands."""
+    fast = {s for s, why in notes.items() if why.startswith(FAST)}
+    site_of = [n.site for n in graph.nodes]
+    sources = set(deferred)
+    found: set[int] = set()
+    grew = True
+    while grew:
+        grew = False
+        for node in graph.nodes:
+            if node.site in fast and node.site not in found and any(
+                    site_of[d] in sources for d in node.deps):
+                found.add(node.site)
+                sources.add(node.site)
+                grew = True
+    return frozenset(found)
+
+
+def _cpu_floor(graph: Graph, facts: ExecutorFacts) -> float:
+    """The CPU time the trial spent in the body's thread (calls included): threads
+    under the GIL run it on one core at a time, however the calls overlap."""
+    return graph.cpu if facts.threads and facts.gil else 0.0
+
+
 def _cpu_bound(nodes: list[Node]) -> bool:
     measured = [n for n in nodes if n.cpu is not None]
     wall = sum(n.duration for n in measured)
@@ -159,12 +231,15 @@ def _cpu_bound(nodes: list[Node]) -> bool:
 
 
 def simulate(graph: Graph, deferred: set[int] | frozenset[int], facts: ExecutorFacts,
-             gathers: frozenset[int] = frozenset(), lazy: frozenset[int] = frozenset()) -> float:
+             gathers: frozenset[int] = frozenset(), lazy: frozenset[int] = frozenset(),
+             continued: frozenset[int] = frozenset()) -> float:
     """Estimated wall time of a replay that defers the calls at ``deferred`` sites.
 
     Calls at ``gathers`` sites (``list.append`` on a list the body built) and
-    operators at ``lazy`` sites take placeholders without waiting for them.
+    operators at ``lazy`` sites take placeholders without waiting for them; calls
+    at ``continued`` sites run when their inputs are ready, on no worker.
     """
+    deferred = set(deferred) | continued
     events: list[tuple[float, int, int]] = []  # (trial time, kind, node): 0 call, 1 use
     for n in graph.nodes:
         events.append((n.start, 0, n.id))
@@ -188,7 +263,10 @@ def simulate(graph: Graph, deferred: set[int] | frozenset[int], facts: ExecutorF
                 t = max(t, done[i])
             continue
         ready = max((done[d] for d in node.deps if is_deferred[d]), default=0.0)
-        if is_deferred[i]:
+        if node.site in continued:
+            done[i] = max(t, ready) + node.duration
+            t += CONTINUE_COST
+        elif is_deferred[i]:
             start = max(t, ready) + START_LATENCY
             if bounded:
                 if len(free) >= facts.workers:

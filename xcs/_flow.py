@@ -35,6 +35,9 @@ NOTLIST = 16  # may be other than a list
 NOTDICT = 32  # may be other than a dict
 OTHER = 64  # may be an ordinary value rather than the NULL slot of a call opener
 TAINT = PH | LCT | TCT
+# With LCT: a list or dict whose items may be tuples holding placeholders
+# (``out.append((r, len(r)))``); its items are then TCT.
+TLCT = 128
 PLAIN = ESC | NOTLIST | NOTDICT | OTHER
 # A value that is never an object handed to a deferred call: a constant, a bool
 # result.  (Not ESC: ESC also means "may be an object someone else holds".)
@@ -424,7 +427,7 @@ class _Step:
         if stores is not None:
             self._done([])
             return
-        if ops.lazy_op(instr) is not None:
+        if ops.lazy_op(instr) is not None and name != "UNPACK_SEQUENCE":
             self._lazy()
             return
         handler = getattr(self, "_op_" + name, None)
@@ -468,12 +471,22 @@ class _Step:
         return kept + [CLEAN] * (produced - len(kept))
 
     def _lazy(self) -> None:
-        """A pure operator: with placeholder operands it may produce a placeholder."""
+        """A pure operator or an access: on a placeholder it may produce one.
+
+        A subscript of a container holding placeholders (``results[k]``, built by
+        the body) reads the container, not the values: it passes the item on as
+        it is, so it produces what the container may hold.
+        """
         sim = self.sim
         consumed = sim.ops.count(sim.ops.CONSUMED, self.instr)
         items = self.stack[len(self.stack) - consumed:]
-        if not any(v.bits & PH for v in items):
-            self._generic()
+        subscript = sim.ops.is_subscript(self.instr)
+        held = subscript and items[0].bits & (LCT | TCT)
+        if not held and not any(v.bits & PH for v in items):
+            if subscript and not items[0].bits & (ESC | PH):
+                self._item()
+            else:
+                self._generic()
             return
         if sim.recording:
             sim.flow.lazy_ops[self.i] = consumed
@@ -482,11 +495,28 @@ class _Step:
             return
         base = len(self.stack) - consumed
         for k, val in enumerate(self._take(consumed)):
+            if subscript and k == 0:
+                continue  # the container is read, not shown to anyone: it stays fresh
             if val.bits & (LCT | TCT):
                 self._observe(base + k, val)
             else:
                 self._escape(val)
-        self._done([Val(PLAIN | PH)])
+        container = items[0].bits if subscript else 0
+        result = PLAIN | PH
+        if container & TLCT or container & TCT:  # an item, or a slice of a tuple
+            result |= TCT
+        if container & LCT and container & NOTDICT:  # may be a slice of a list
+            result |= LCT
+        self._done([Val(result)])
+
+    def _item(self) -> None:
+        """``d[key]`` on a list or dict the body built and nobody saw: it stays so."""
+        base = len(self.stack) - 2
+        _, key = self._take(2)
+        self._observe(base + 1, key)
+        if self.touching:
+            self.touch.append(self._depth_of(base))
+        self._done([CLEAN])
 
     # -- call openers and calls ---------------------------------------------
     def _opener(self, popped: int, roles: tuple[str, ...]) -> None:
@@ -498,6 +528,15 @@ class _Step:
             callable_val = Val(PLAIN, what=("global", self.arg[1]))
         receiver = items[0] if items else None
         method = ops.method_name(self.instr)
+        if receiver is not None and method is not None and receiver.bits & PH and popped == 1:
+            # ``r.strip()`` on a placeholder: the method is an access of the result.
+            if self.sim.recording:
+                self.sim.flow.lazy_ops[self.i] = 1
+            if self.i in self.sim.lazy:
+                self._escape(receiver)
+                slot, bound = Val(SLOT_BITS, openers=frozenset({self.i})), Val(PLAIN | PH)
+                self._done([slot if role == "slot" else bound for role in roles])
+                return
         if (receiver is not None and method == "append"
                 and not receiver.bits & (ESC | NOTLIST) and popped == 1):
             callable_val = Val(PLAIN, aliases=receiver.aliases, what=APPEND)
@@ -552,7 +591,9 @@ class _Step:
             if role in ("slot", "kwnames") or (role == "kwstar" and site.kwnull):
                 continue
             if role == "callable":
-                if val.what != APPEND:
+                if deferred and val.bits & PH and not val.bits & (LCT | TCT):
+                    self._escape(val)  # the method of a result: the deferral waits for it
+                elif val.what != APPEND:
                     self._observe(pos, val, touch=not deferred)
             elif deferred and role in ("star", "kwstar") and val.bits & PH:
                 self._observe(pos, val, touch=False)  # handed to the call, resolved first
@@ -561,10 +602,11 @@ class _Step:
                 # **kwargs operand is unpacked by CALL_FUNCTION_EX itself, so
                 # it must be a real iterable (its items may be placeholders).
                 self._escape(val)
-            elif site.append_to and not val.bits & (LCT | TCT):
-                if val.bits & PH:
+            elif site.append_to and not val.bits & LCT:
+                if val.bits & (PH | TCT):  # a tuple holding one is rebuilt in place too
+                    held = LCT | (TLCT if val.bits & TCT else 0)
                     for local in site.append_to:
-                        self.locs[local] = self.locs.get(local, PLAIN) | LCT
+                        self.locs[local] = self.locs.get(local, PLAIN) | held
                 self._escape(val)
             else:
                 self._observe(pos, val)
@@ -663,15 +705,18 @@ class _Step:
         """BUILD_LIST/TUPLE/MAP: values may be placeholders, keys may not."""
         count = self.arg * (2 if keyed else 1)
         base = len(self.stack) - count
-        holds = False
+        holds = tuples = False
         for k, val in enumerate(self._take(count)):
-            if (keyed and k % 2 == 0) or val.bits & (LCT | TCT):
+            # A list or dict may hold tuples holding placeholders (``(r, len(r))``):
+            # resolving it rebuilds them.  A tuple of such tuples is resolved now.
+            if (keyed and k % 2 == 0) or val.bits & LCT or (val.bits & TCT and kind & ESC):
                 self._observe(base + k, val)
             else:
-                holds = holds or bool(val.bits & PH)
+                holds = holds or bool(val.bits & (PH | TCT))
+                tuples = tuples or bool(val.bits & TCT)
                 self._escape(val)
         if holds:
-            kind |= TCT if kind & ESC else LCT
+            kind |= TCT if kind & ESC else LCT | (TLCT if tuples else 0)
         self._done([Val(kind)])
 
     def _op_BUILD_LIST(self) -> None:
@@ -694,14 +739,17 @@ class _Step:
         container = self.stack[-container_depth]
         fresh = not container.bits & (ESC | need)
         holds = False
+        tuples = 0
         for pos, val in values:
-            if fresh and not val.bits & (LCT | TCT):
-                holds = holds or bool(val.bits & PH)
+            if fresh and not val.bits & LCT:
+                holds = holds or bool(val.bits & (PH | TCT))
+                if val.bits & TCT:
+                    tuples = TLCT
                 self._escape(val)
             else:
                 self._observe(pos, val)
         if holds:
-            self.stack[-container_depth] = Val(container.bits | LCT, container.openers,
+            self.stack[-container_depth] = Val(container.bits | LCT | tuples, container.openers,
                                                container.aliases, container.what,
                                                container.origin)
 
@@ -731,10 +779,11 @@ class _Step:
         base = len(self.stack) - 3
         value, container, key = self.stack[-3], self.stack[-2], self.stack[-1]
         self._observe(base + 2, key)
-        if not container.bits & ESC and not value.bits & (LCT | TCT):
-            if value.bits & PH:
+        if not container.bits & ESC and not value.bits & LCT:
+            if value.bits & (PH | TCT):
+                held = LCT | (TLCT if value.bits & TCT else 0)
                 for local in container.aliases:
-                    self.locs[local] = self.locs.get(local, PLAIN) | LCT
+                    self.locs[local] = self.locs.get(local, PLAIN) | held
             self._escape(value)
         else:
             self._observe(base, value)
@@ -744,8 +793,29 @@ class _Step:
         self._take(3)
         self._done([])
 
+    def _op_CONTAINS_OP(self) -> None:
+        """``key in d`` on a dict the body built reads its keys, never a placeholder."""
+        base = len(self.stack) - 2
+        key, container = self.stack[-2], self.stack[-1]
+        if container.bits & (NOTDICT | TCT | PH):  # not surely a dict
+            self._generic()
+            return
+        self._take(2)
+        self._observe(base, key)
+        if self.touching:
+            self.touch.append(self._depth_of(base + 1))
+        self._done([Val(IMMUTABLE)])
+
     def _op_UNPACK_SEQUENCE(self) -> None:
         base = len(self.stack) - 1
+        if self.stack[-1].bits & PH:
+            if self.sim.recording:
+                self.sim.flow.lazy_ops[self.i] = 1
+            if self.i in self.sim.lazy:  # ``a, b = f(x)``: each name a placeholder
+                (val,) = self._take(1)
+                self._escape(val)
+                self._done([Val(PLAIN | PH)] * self.arg)
+                return
         (val,) = self._take(1)
         if val.bits & PH:
             self.resolve.append(self._depth_of(base))
@@ -754,6 +824,20 @@ class _Step:
         self._escape(val)
         element = Val(PLAIN | PH) if val.bits & (LCT | TCT) else CLEAN
         self._done([element] * self.arg)
+
+    def _op_YIELD_VALUE(self) -> None:
+        """A generator expression drained by the body hands what it yields back: a
+        placeholder (or a tuple holding one) reaches the drain, which resolves it."""
+        if not self.sim.returns_to_caller:
+            self._generic()
+            return
+        base = len(self.stack) - 1
+        (val,) = self._take(1)
+        if val.bits & LCT:
+            self._observe(base, val)
+        else:
+            self._escape(val)
+        self._done([CLEAN])  # what the consumer sends back in
 
     # -- returns -------------------------------------------------------------------
     def _op_RETURN_VALUE(self) -> None:

@@ -32,6 +32,8 @@ class Node(NamedTuple):
     opaque: bool
     stays: str | None  # why the callee must run in the body's thread
     op_uses: tuple[tuple[int, float], ...] = ()
+    drained: bool = False  # made by a generator expression a builtin drained
+    used_at: str | None = None  # where the body first needed the result
 
     def forced_at(self, lazy: frozenset[int] | set[int]) -> float | None:
         """When the body first needs this result, if operators at ``lazy`` sites wait for nothing."""
@@ -54,6 +56,8 @@ class Graph:
     raised: bool
     truncated: bool
     op_pure: dict[int, bool] = field(default_factory=dict)  # op site -> builtin operands only
+    cpu: float = 0.0  # CPU time of the body's thread during the trial, its calls included
+    drains: frozenset[int] = frozenset()  # sites of builtins that drained a generator expression
 
     @classmethod
     def from_trace(cls, trace: Trace) -> Graph:
@@ -76,9 +80,10 @@ class Graph:
                 deps = tuple(sorted(found))
             nodes.append(Node(node_id, index, call.site, call.callee, call.start,
                               call.duration, call.cpu, deps, call.first_use,
-                              call.raised, call.opaque, call.stays, call.op_uses))
+                              call.raised, call.opaque, call.stays, call.op_uses,
+                              call.drained, call.used_at))
         return cls(tuple(nodes), trace.duration, trace.raised, trace.truncated,
-                   dict(trace.op_pure))
+                   dict(trace.op_pure), trace.cpu, trace.drains)
 
     def edges(self) -> list[tuple[int, int]]:
         return [(d, n.id) for n in self.nodes for d in n.deps]
@@ -132,4 +137,6 @@ class Graph:
         length, path = self.critical_path()
         lines.append(f"critical path: {' -> '.join(f'#{i}' for i in path) or '-'}"
                      f" ({length * 1e3:.1f} ms)")
+        lines.append(f"floors: critical path {length * 1e3:.1f} ms, CPU {self.cpu * 1e3:.1f} ms"
+                     " (threads under the GIL run the CPU time on one core)")
         return "\n".join(lines)

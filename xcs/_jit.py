@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from types import FunctionType, MethodType
+from types import FunctionType, GeneratorType, MethodType
 from typing import TYPE_CHECKING, Any
 
 from xcs import _compat, _explain, _owners, _replay
@@ -32,10 +32,10 @@ from xcs._analyze import ExecutorFacts, Plan
 from xcs._errors import RewriteError, XcsTypeError, XcsValueError, XcsWarning
 from xcs._graph import Graph
 from xcs._replay import Invocation, Pending, Timeline
-from xcs._trace import Recorder, pure_value, stays_here
+from xcs._trace import Recorder, drains, pure_value, shares_state, stays_here
 
 if TYPE_CHECKING:
-    from xcs._rewrite import Program, Site, Variant
+    from xcs._rewrite import OpSite, Program, Site, Variant
 
 __all__ = ["SignatureStats", "Stats", "jit"]
 
@@ -182,13 +182,15 @@ class _Entry:
 class _SiteHook:
     """The hooks of one call site, bound to its function's thread-local state."""
 
-    __slots__ = ("comprehension", "line", "scan", "site", "state", "tls", "via", "where")
+    __slots__ = ("comprehension", "genexpr", "line", "scan", "site", "state", "tls", "via",
+                 "where")
 
     def __init__(self, site: Site, tls: _Local, state: _Function) -> None:
         self.site = site.id
         self.line = site.line
         self.scan = site.scan
-        self.comprehension = site.comprehension
+        self.comprehension = site.comprehension or site.genexpr
+        self.genexpr = site.genexpr
         self.via: Any = None  # made on the first deferral (compiling costs ~50 us)
         self.where = (site.code, site.filename, site.line)
         self.tls = tls
@@ -214,11 +216,57 @@ class _SiteHook:
     def wrap(self, fn: Any) -> Any:
         return functools.partial(self.defer, fn)
 
+    def wrap_continuation(self, fn: Any) -> Any:
+        return functools.partial(self.continuation, fn)
+
+    def wrap_drain(self, fn: Any) -> Any:
+        return functools.partial(self.drain, fn)
+
+    def drain(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """``"".join(f(x) for x in xs)``: run the generator first, its calls deferred,
+        then join (a continuation) when their results arrive.  The builtin consumes the
+        generator whole anyway; only ``any``/``all``/``next`` stop early, and they are
+        not drained."""
+        inv = self.tls.cur
+        gen = args[0] if args else None
+        if (type(inv) is not Invocation or type(gen) is not GeneratorType or not drains(fn)
+                or not gen.gi_code.co_qualname.startswith(self.state.prefix)
+                or gen.gi_frame is None):
+            return self.continuation(fn, *args, **kwargs)
+        frame = gen.gi_frame
+        inv.drained.add(frame)
+        try:
+            items = list(gen)
+        finally:
+            inv.drained.discard(frame)
+        return self.continuation(fn, items, *args[1:], **kwargs)
+
+    def continuation(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """A fast call that may receive results (``json.loads(r)``, ``clean(r)``)."""
+        inv = self.tls.cur
+        if type(inv) is not Invocation:
+            return fn(*args, **kwargs)
+        if shares_state(fn, self.state.prefix) or (
+                self.genexpr and sys._getframe(1) not in inv.drained):
+            return inv.call_here(fn, args, kwargs)
+        try:
+            if self.via is None:
+                self.via = _replay.trampoline(*self.where)
+            frames = _comprehension_frames(sys._getframe(1)) if self.comprehension else None
+        except Exception as exc:
+            self.state._internal(exc)
+            return inv.call_here(fn, args, kwargs)
+        return inv.continuation(self.site, self.line, fn, args, kwargs, self.scan, self.via,
+                                frames)
+
     def defer(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         inv = self.tls.cur
         if type(inv) is not Invocation:  # not in a replay: nothing can be pending
             return fn(*args, **kwargs)
-        if stays_here(fn):  # this call's callee differs from the trial's: keep it here
+        if stays_here(fn) or shares_state(fn, self.state.prefix) or (
+                self.genexpr and sys._getframe(1) not in inv.drained):
+            # A callee unlike the trial's, or a generator expression that no builtin
+            # drains (its consumer would see the placeholders): keep it here.
             return inv.call_here(fn, args, kwargs)
         try:
             if self.via is None:
@@ -231,28 +279,34 @@ class _SiteHook:
 
 
 def _comprehension_frames(frame: Any) -> tuple[tuple[tuple[Any, int], ...], int]:
-    """3.11: the comprehension frames making a call (innermost first, at their lines
-    now) and the line of the body's frame that called the outermost one.  A failure's
-    traceback shows them, as plain's does."""
+    """The comprehension frames (3.11) or generator expression making a call (innermost
+    first, at their lines now) and the line of the body's frame that called the
+    outermost one.  A failure's traceback shows them, as plain's does."""
     names = _compat.ops.COMPREHENSIONS if _compat.ops is not None else frozenset()
     chain = []
-    while frame.f_back is not None and frame.f_code.co_name in names:
+    while frame.f_back is not None and (frame.f_code.co_name in names
+                                        or frame.f_code.co_name == "<genexpr>"):
         chain.append((frame, frame.f_lineno))
         frame = frame.f_back
+        while frame.f_back is not None and frame.f_code.co_filename.startswith(_HERE):
+            frame = frame.f_back  # the drain that runs a generator expression
     return tuple(chain), frame.f_lineno
 
 
 class _OpHook:
-    """The hooks of one pure operator site (``a + b``, an f-string part)."""
+    """The hooks of one operator site (``a + b``, an f-string part) or access site
+    (``r.choices``, ``r[0]``, ``a, b = r``, the method of ``r.strip()``)."""
 
-    __slots__ = ("fn", "in_place", "line", "op", "state", "tls")
+    __slots__ = ("fn", "in_place", "kind", "line", "op", "state", "tls", "unpack")
 
-    def __init__(self, op: int, line: int, fn: Callable[..., Any], tls: _Local,
+    def __init__(self, op: OpSite, fn: Callable[..., Any], tls: _Local,
                  state: _Function) -> None:
-        self.op = op
-        self.line = line
+        self.op = op.id
+        self.line = op.line
         self.fn = fn
         self.in_place = fn in _IN_PLACE
+        self.kind = _replay.OPERATOR if op.kind == "operator" else _replay.ANYWHERE
+        self.unpack = op.arity if op.kind == "unpack" else 0
         self.tls = tls
         self.state = state
 
@@ -260,7 +314,7 @@ class _OpHook:
         rec = self.tls.cur
         if type(rec) is Recorder:
             try:
-                rec.op_before(self.op, operands)
+                rec.op_before(self.op, operands, self.kind == _replay.ANYWHERE)
             except Exception as exc:
                 self.state.broken(rec, exc)
 
@@ -277,6 +331,14 @@ class _OpHook:
         inv = self.tls.cur
         replay = type(inv) is Invocation
         target = operands[0]
+        if self.unpack:  # the body's UNPACK_SEQUENCE follows, on what this returns
+            if type(target) is Pending:
+                if replay:
+                    return inv.unpack(self.op, self.line, self.fn, target, self.unpack)
+                return _replay.resolve(target)
+            if replay and _owners.OWNED and not _owners.clear(operands, 0):
+                inv.touch(operands, 0)
+            return target
         if self.in_place and type(target) is not Pending and not pure_value(target):
             # ``xs += ys`` on a value the caller may see (the trial saw only immutable
             # ones): as the guard does, wait for every deferred call, then change it now.
@@ -285,10 +347,10 @@ class _OpHook:
             return self.fn(*map(_replay.resolve, operands))
         if any(type(v) is Pending for v in operands):
             if replay:
-                return inv.derive(self.op, self.line, self.fn, operands)
+                return inv.derive(self.op, self.line, self.fn, operands, self.kind)
             operands = tuple(map(_replay.resolve, operands))
-        elif replay and _owners.OWNED and not _owners.clear(operands, 1):
-            inv.touch(operands, 1)  # the operator reads its operands now
+        elif replay and _owners.OWNED and not _owners.clear(operands, self.kind == 1):
+            inv.touch(operands, self.kind == 1)  # it reads its operands (an operator: deeply)
         return self.fn(*operands)
 
 
@@ -301,7 +363,7 @@ class _Hooks:
         program = state.program
         assert program is not None
         self.sites = [_SiteHook(s, state.tls, state) for s in program.sites]
-        self.ops = [_OpHook(o.id, o.line, program.op_function(o.id), state.tls, state)
+        self.ops = [_OpHook(o, program.op_function(o.id), state.tls, state)
                     for o in program.op_sites]
         self.resolve = _replay.resolve
         self.owned = _owners.OWNED
@@ -314,6 +376,12 @@ class _Hooks:
 
     def wrap(self, site: int) -> Callable[[Any], Any]:
         return self.sites[site].wrap
+
+    def wrap_continuation(self, site: int) -> Callable[[Any], Any]:
+        return self.sites[site].wrap_continuation
+
+    def wrap_drain(self, site: int) -> Callable[[Any], Any]:
+        return self.sites[site].wrap_drain
 
     def op_before(self, op: int) -> Callable[..., Any]:
         return self.ops[op].before
@@ -386,10 +454,23 @@ class _Hooks:
     def abort(self, exc: BaseException) -> BaseException:
         cur = self.tls.cur
         if type(cur) is Invocation:
-            return cur.abort(exc, sys._getframe(1))
+            return _without_own_frames(cur.abort(exc, sys._getframe(1)))
         if type(cur) is Recorder:
             self.state.end_trial(cur, raised=True)
         return exc
+
+
+def _without_own_frames(exc: BaseException) -> BaseException:
+    """Drop xcs's own frames (a drain running a generator expression, a call made
+    here) from the traceback between the body's frame and the code that raised."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        nxt = tb.tb_next
+        if nxt.tb_frame.f_code.co_filename.startswith(_HERE) and nxt.tb_next is not None:
+            tb.tb_next = nxt.tb_next
+        else:
+            tb = nxt
+    return exc
 
 
 class _Layout:
@@ -407,6 +488,7 @@ class _Function:
     def __init__(self, fn: FunctionType, executor: Executor | None) -> None:
         self.fn = fn
         self.name = fn.__qualname__
+        self.prefix = self.name + ".<locals>."  # qualnames of the functions the body defines
         self.executor = executor
         self.tls = _Local()
         self.lock = threading.RLock()
@@ -529,7 +611,7 @@ class _Function:
                     if entry.status != "new":
                         return 0
                     entry.status = "tracing"
-                rec = Recorder(self.name + ".<locals>.")
+                rec = Recorder(self.prefix)
                 rec.context = (entry, self.tls.cur)  # type: ignore[attr-defined]
                 self.tls.cur = rec
                 return layout.index[self.variants[0]]
@@ -558,7 +640,8 @@ class _Function:
             graph = Graph.from_trace(trace)
             assert self.program is not None
             plan = Plan.from_graph(graph, self.program.sites,
-                                   _facts(self.executor or default_executor()))
+                                   _facts(self.executor or default_executor()),
+                                   self.program.accesses)
             if plan.optimized and self.program.frame_reads:
                 plan = Plan.plain("the body reads its own frame (locals, vars, eval, exec or dir)",
                                   time=graph.duration)
@@ -573,7 +656,8 @@ class _Function:
             if plan.optimized:
                 from xcs._rewrite import Variant
 
-                variant = Variant("replay", plan.deferred, plan.lazy)
+                variant = Variant("replay", plan.deferred | plan.continued | plan.drains,
+                                  plan.lazy, plan.continued, plan.drains)
                 if self._install(variant):
                     entry.variant = variant
                     entry.status = "optimized"
@@ -704,7 +788,27 @@ class _Function:
                 mean = e.replay_time / e.replays
                 lines.append(f"  measured: {e.replays} replays, mean {mean * 1e3:.1f} ms "
                              f"({e.plan.plain_time / mean:.2f}x)")
+                lines += _waits(e.timeline, where)
         return "\n".join(lines)
+
+
+def _waits(timeline: Timeline | None, where: dict[int, str], most: int = 8) -> list[str]:
+    """Where the last replay's body waited, longest total first, and why."""
+    if timeline is None:
+        return []
+    total: dict[tuple[str, str, int], list[float]] = {}
+    for span in timeline.spans:
+        if span.kind == "wait":
+            total.setdefault((span.why, span.name, span.site), []).append(span.end - span.start)
+    if not total:
+        return []
+    lines = ["  waits in the last replay:"]
+    ranked = sorted(total.items(), key=lambda item: -sum(item[1]))
+    for (why, name, site), times in ranked[:most]:
+        lines.append(f"    {why or 'the body'} needs the result of {name}() at "
+                     f"{where.get(site, f'site {site}')}: waited {len(times)}x, "
+                     f"{sum(times) * 1e3:.1f} ms")
+    return lines
 
 
 def jit(fn: Any = None, /, *, executor: Executor | None = None) -> Any:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import collections
 import contextvars
 import functools
+import operator
+import os
 import sys
 import threading
 import time
@@ -34,7 +36,7 @@ from types import CodeType, FrameType, MethodType, TracebackType
 from typing import Any, NamedTuple
 
 from xcs import _owners
-from xcs._trace import pure_value
+from xcs._trace import pure_value, stays_here, where_used
 
 __all__ = ["Invocation", "Pending", "Span", "Timeline", "resolve"]
 
@@ -42,6 +44,18 @@ __all__ = ["Invocation", "Pending", "Span", "Timeline", "resolve"]
 # builtin values; only the body's thread may compute it (when it needs it).
 WAITING, QUEUED, RUNNING, DONE, FAILED, CANCELLED, HELD = range(7)
 _FINISHED = (DONE, FAILED, CANCELLED)
+# Continuations (``Task.inline``): work on results that runs where its inputs
+# arrive instead of on the executor.  An OPERATOR (``a + b``, a format) runs
+# there only on builtin immutable operands (else the body computes it when it
+# needs it: a user type's ``__add__`` stays in the body's thread); an access
+# (``r.choices``, ``r[0]``, unpacking, ``r.strip``) or a call of a fast function
+# on a result (``json.loads(r)``, ``clean(r)``) runs ANYWHERE, like a deferred
+# callee, in the thread that finishes its last input.
+OPERATOR, ANYWHERE = 1, 2
+# Builtins whose result never holds their arguments' items: ``len(results)`` on
+# a list holding placeholders needs none of them.
+_SHALLOW_RESULT = frozenset(map(id, (len, isinstance, issubclass, id, type, callable, hasattr,
+                                     bool)))
 
 _live: weakref.WeakSet[Invocation] = weakref.WeakSet()  # invocations not yet finished
 _clock = time.perf_counter
@@ -68,6 +82,7 @@ class Span(NamedTuple):
     start: float  # seconds since the invocation began
     end: float
     thread: str  # thread name ("executor" when the executor does not say)
+    why: str = ""  # of a wait: where the body needed the result (``line 42: a branch ...``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +169,7 @@ class Task:
         self.name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
         self.started = self.ended = 0.0
         self.thread = "executor"
-        self.inline = False  # a lazy operator: computed where its inputs arrive
+        self.inline = 0  # a continuation (OPERATOR or ANYWHERE), computed where inputs arrive
         self.placeholders = False  # some inputs were placeholders when it was made
         self.via: Any = None
         self.owns: list[int] | None = None  # keys of the objects it owns (see _owners)
@@ -260,10 +275,12 @@ class Invocation:
         self.t0 = _clock()
         self.wall0 = time.time()
         self.body = threading.get_ident()
-        self.waits: list[tuple[float, float, Task]] = []  # the body blocked on these
+        # the body blocked on these: (start, end, task, where the body needed it)
+        self.waits: list[tuple[float, float, Task, str]] = []
         self.draining: dict[int, collections.deque[Task]] = {}  # thread -> ready tasks to submit
         self.cached: dict[Any, Task] = {}  # (cache, key) -> the latest call made with it
         self.failed = sys.maxsize  # program-order position of the first call that failed
+        self.drained: set[FrameType] = set()  # generator expressions a builtin is draining
         _live.add(self)
 
     # -- the body's side -----------------------------------------------------
@@ -284,23 +301,72 @@ class Invocation:
         task.via = via
         task.frame = frames
         deps = _pending_in(args, kwargs, scan)
+        if type(fn) is Pending:  # ``r.strip`` of a result: called when it exists
+            deps.append(fn.task)
         if self.claimable:
             task.ctx = contextvars.copy_context()
         return self._enqueue(task, deps)
 
-    def derive(self, op: int, line: int, fn: Any, operands: tuple[Any, ...]) -> Any:
-        """A pure operator met a placeholder: compute it when its operands are ready."""
+    def continuation(self, site: int, line: int, fn: Any, args: tuple[Any, ...],
+                     kwargs: dict[str, Any], scan: bool, via: Any,
+                     frames: tuple[tuple[tuple[FrameType, int], ...], int] | None) -> Any:
+        """A fast call (``json.loads(r)``, ``clean(r)``, ``r.strip()``) on results.
+
+        With its inputs known it is made now, in program order; else it becomes a
+        task that runs, like a deferred callee, where its last input arrives, after
+        the earlier calls that own what it receives (two ``f.write(r)`` keep their
+        order).  ``len`` and friends of a container holding placeholders need none.
+        """
+        if type(fn) is not Pending:
+            if id(fn) in _SHALLOW_RESULT and not any(type(a) is Pending for a in args):
+                return self.call_here(fn, args, kwargs)
+            if stays_here(fn):
+                return self.call_here(fn, args, kwargs)
+        deps = _pending_in(args, kwargs, scan)
+        if type(fn) is Pending:
+            deps.append(fn.task)
+        if all(dep.state == DONE for dep in deps):
+            return self.call_here(fn, args, kwargs)
+        task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
+        task.inline = ANYWHERE
+        task.via = via
+        task.frame = frames
+        if self.claimable:
+            task.ctx = contextvars.copy_context()
+        if _owners.OWNED:  # after the earlier calls that own what it receives
+            found = _owners.owners((fn, *args, *kwargs.values()), 2, self)
+            if found is _owners.ALL:
+                found = [t for t in self.tasks if t.owns]
+            deps += [t for t in found if t.state not in _FINISHED and t not in deps]
+        return self._enqueue(task, deps)
+
+    def derive(self, op: int, line: int, fn: Any, operands: tuple[Any, ...],
+               kind: int = OPERATOR) -> Any:
+        """An operator or an access met a placeholder: compute it when its operands
+        are ready (now, if they are)."""
+        deps = _pending_in(operands, {})
+        if all(dep.state == DONE for dep in deps):
+            return fn(*map(_resolved, operands))
         task = Task(self, len(self.tasks), -1 - op, line, fn, operands, {})
-        task.inline = True
-        return self._enqueue(task, _pending_in(operands, {}))
+        task.inline = kind
+        return self._enqueue(task, deps)
+
+    def unpack(self, op: int, line: int, fn: Any, value: Pending, n: int) -> tuple[Any, ...]:
+        """``a, b = r`` on a placeholder: one continuation unpacks (and raises what
+        the body's UNPACK_SEQUENCE would), one per name takes its item."""
+        whole = self.derive(op, line, fn, (value,), ANYWHERE)
+        if type(whole) is not Pending:
+            return tuple(whole)
+        return tuple(self.derive(op, line, operator.getitem, (whole, k), ANYWHERE)
+                     for k in range(n))
 
     def _enqueue(self, task: Task, deps: list[Task]) -> Pending:
         """Add ``task`` in program order; submit it now or when ``deps`` are done."""
         self.tasks.append(task)
         task.placeholders = bool(deps)
         # What it received belongs to it; looked at outside the lock (it may be long).
-        keys = None if task.inline else _owners.keys_of((task.fn, *task.args,
-                                                          *task.kwargs.values()))
+        keys = None if task.inline == OPERATOR else _owners.keys_of(
+            (task.fn, *task.args, *task.kwargs.values()))
         with self.cond:
             done = []
             for dep in deps:
@@ -356,7 +422,7 @@ class Invocation:
         if task.state not in _FINISHED:
             start = _clock()
             self.wait(task)
-            self.waits.append((start, _clock(), task))
+            self.waits.append((start, _clock(), task, _where_needed()))
         if task.state == DONE:
             return task.value
         raise task.error if task.error is not None else _Skipped()
@@ -457,7 +523,7 @@ class Invocation:
                 _owners.disown(task)
             if error is None and not cancelled:
                 for dep in task.dependents:  # the result now belongs to the calls it feeds
-                    if not dep.inline and dep.state == WAITING:
+                    if dep.inline != OPERATOR and dep.state == WAITING:
                         _owners.own(dep, (value,))
             if cancelled:
                 task.state = CANCELLED
@@ -521,15 +587,24 @@ class Invocation:
             task.args = tuple(_resolved(a) for a in task.args)
             for key, value in task.kwargs.items():
                 task.kwargs[key] = _resolved(value)
-        if not task.inline and task.after is None and self._follows(task):
+            if type(task.fn) is Pending:
+                task.fn = _resolved(task.fn)
+        if task.site >= 0 and task.after is None and self._follows(task):
             return
         if task.inline:
-            pure = all(map(pure_value, task.args))
+            if task.inline == OPERATOR:  # runs no user code on builtin immutable operands
+                here = all(map(pure_value, task.args))
+            else:  # a continuation: like a deferred callee, unless its callee must stay
+                here = task.site < 0 or stays_here(task.fn) is None
             with self.cond:
                 if task.state != WAITING:
                     return
-                task.state = RUNNING if pure else HELD
-            if pure:  # cheap and runs no user code: compute it right here
+                stopped = task.seq > self.failed  # plain stopped before it: never made
+                if not stopped:
+                    task.state = RUNNING if here else HELD
+            if stopped:
+                self.complete(task, None, None, cancelled=True)  # and what depends on it
+            elif here:
                 task.execute()
             return
         with self.cond:
@@ -624,7 +699,8 @@ class Invocation:
         spans = [Span("call", t.name, t.site, t.started - t0, t.ended - t0, t.thread)
                  for t in self.tasks if t.state in (DONE, FAILED) and t.ended and not t.inline]
         body = threading.current_thread().name
-        spans += [Span("wait", t.name, t.site, a - t0, b - t0, body) for a, b, t in self.waits]
+        spans += [Span("wait", t.name, t.site, a - t0, b - t0, body, where)
+                  for a, b, t, where in self.waits]
         return Timeline("replay", self.wall0, _clock() - t0, tuple(spans))
 
     def _exit(self, raised: bool) -> None:
@@ -644,6 +720,22 @@ class Invocation:
         self.cached = {}
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _where_needed() -> str:
+    """Where the body's frame needed the result it just waited for (for explain)."""
+    frame: Any = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_HERE):
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    try:
+        return where_used(frame)
+    except Exception:  # only for explain
+        return ""
+
+
 def resolve(value: Any) -> Any:
     """The value the body observes: a placeholder's result, containers resolved in place."""
     kind = type(value)
@@ -654,13 +746,21 @@ def resolve(value: Any) -> Any:
         for i, item in enumerate(value):
             if type(item) is Pending:
                 value[i] = item.task.inv.force(item.task)
+            elif type(item) is tuple and _holds(item):  # ``out.append((r, len(r)))``
+                value[i] = resolve(item)
     elif kind is dict:
         for key, item in value.items():
             if type(item) is Pending:
                 value[key] = item.task.inv.force(item.task)
-    elif kind is tuple and any(type(item) is Pending for item in value):
+            elif type(item) is tuple and _holds(item):
+                value[key] = resolve(item)
+    elif kind is tuple and _holds(value):
         return tuple(resolve(item) if type(item) is Pending else item for item in value)
     return value
+
+
+def _holds(items: tuple[Any, ...]) -> bool:
+    return any(type(item) is Pending for item in items)
 
 
 def _cache_key(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -694,10 +794,12 @@ def _pending_in(args: tuple[Any, ...], kwargs: dict[str, Any], scan: bool = True
             found.append(value.task)
         elif not scan:
             continue
-        elif kind in (list, tuple):
-            found.extend(item.task for item in value if type(item) is Pending)
-        elif kind is dict:
-            found.extend(item.task for item in value.values() if type(item) is Pending)
+        elif kind in (list, tuple, dict):
+            for item in value.values() if kind is dict else value:
+                if type(item) is Pending:
+                    found.append(item.task)
+                elif type(item) is tuple:  # a list may hold tuples holding placeholders
+                    found.extend(i.task for i in item if type(i) is Pending)
     return found
 
 

@@ -35,6 +35,9 @@ UNSUPPORTED = _compat.UNSUPPORTED
 
 __all__ = ["Hooks", "OpSite", "Program", "RewriteError", "Site", "Variant"]
 
+# Code that hands what it makes back to the body: a 3.11 comprehension returns
+# it, a generator expression yields it.
+_RUN_IN_PLACE = frozenset({"comprehension", "genexpr"})
 # Builtins that read the calling frame: a body that calls them could see a
 # placeholder in its locals, so it is never replayed.
 FRAME_READERS = frozenset({"locals", "vars", "eval", "exec", "dir"})
@@ -62,6 +65,8 @@ class Site:
     in_place: bool = False  # calls a builtin such as super() that must run in this frame
     scan: bool = True  # its arguments may be containers holding placeholders
     comprehension: bool = False  # in a comprehension that is a function of its own (3.11)
+    genexpr: bool = False  # in a generator expression of the body: deferred only while a
+    # builtin that consumes it whole (``"".join``, ``sum``, ``list`` ...) drains it
 
     @property
     def deferrable(self) -> bool:
@@ -74,13 +79,16 @@ class Site:
 
 @dataclass(frozen=True, slots=True)
 class OpSite:
-    """A pure operator (``a + b``, an f-string part) that may meet a placeholder."""
+    """An operator (``a + b``, an f-string part) or an access (``r.choices``, ``r[0]``,
+    ``a, b = r``, the method of ``r.strip()``) that may meet a placeholder."""
 
     id: int
     code: str
     filename: str
     line: int
     op: str
+    kind: str = "operator"  # "operator", "access" or "unpack"
+    arity: int = 0  # for "unpack": how many names
 
     def where(self) -> str:
         return f"{self.filename.rsplit('/', 1)[-1]}:{self.line}"
@@ -113,6 +121,8 @@ class Hooks(Protocol):
     def before(self, site: int) -> Callable[..., Any]: ...
     def after(self, site: int) -> Callable[[Any], Any]: ...
     def wrap(self, site: int) -> Callable[[Any], Any]: ...
+    def wrap_continuation(self, site: int) -> Callable[[Any], Any]: ...
+    def wrap_drain(self, site: int) -> Callable[[Any], Any]: ...
     def op_before(self, op: int) -> Callable[..., Any]: ...
     def op_after(self, op: int) -> Callable[[Any], Any]: ...
     def lazy(self, op: int) -> Callable[[tuple[Any, ...]], Any]: ...
@@ -121,11 +131,14 @@ class Hooks(Protocol):
 @dataclass(frozen=True)
 class Variant:
     """Which copy of the body to build: ``trace``, or ``replay`` with deferred sites
-    and the pure operators (op sites) that may produce placeholders."""
+    (of which ``continued`` run as continuations: when their inputs arrive, where
+    they arrive) and the op sites that may produce placeholders."""
 
     mode: str
     deferred: frozenset[int] = frozenset()
     lazy: frozenset[int] = frozenset()
+    continued: frozenset[int] = frozenset()
+    drains: frozenset[int] = frozenset()  # calls that drain a generator expression first
 
 
 @dataclass(eq=False)
@@ -180,7 +193,7 @@ class Program:
         bc = _load(code)
         cfg = Cfg(bc, ops)
         cells = _comprehension_cells(code) if kind == "main" else frozenset()
-        flow = simulate(cfg, ops, returns_to_caller=kind == "comprehension", cells=cells)
+        flow = simulate(cfg, ops, returns_to_caller=kind in _RUN_IN_PLACE, cells=cells)
         unit = _Unit(code, kind, bc, cfg, flow, cells=cells)
         for index in sorted(flow.calls):
             call = flow.calls[index]
@@ -190,14 +203,14 @@ class Program:
                         nested=kind == "nested",
                         protected=protected or cfg.protected[index],
                         append=bool(call.append_to), in_place=call.name in IN_PLACE,
-                        comprehension=kind == "comprehension")
+                        comprehension=kind == "comprehension", genexpr=kind == "genexpr")
             unit.site_ids[index] = site.id
             self.sites.append(site)
         if kind != "nested":  # operators that placeholders can reach when all is deferred
             deferred = frozenset(i for i, s in unit.site_ids.items() if self.sites[s].deferrable)
             lazy: frozenset[int] = frozenset()
             while True:  # an operator's placeholder result may reach another operator
-                reach = simulate(cfg, ops, deferred, returns_to_caller=kind == "comprehension",
+                reach = simulate(cfg, ops, deferred, returns_to_caller=kind in _RUN_IN_PLACE,
                                  comprehension=_may_hold_placeholders, lazy=lazy, cells=cells)
                 found = frozenset(i for i in reach.lazy_ops
                                   if not (protected or cfg.protected[i]))
@@ -211,8 +224,12 @@ class Program:
             for index in sorted(lazy):
                 instr = cfg.instrs[index]
                 line = instr.lineno if isinstance(instr.lineno, int) else code.co_firstlineno
+                op_kind = ("operator" if ops.pure_op(instr) is not None else
+                           "unpack" if instr.name == "UNPACK_SEQUENCE" else "access")
                 op = OpSite(len(self.op_sites), code.co_qualname, code.co_filename, line,
-                            str(getattr(instr.arg, "name", instr.name)).lower())
+                            _op_text(instr) if op_kind == "access" else
+                            str(getattr(instr.arg, "name", instr.name)).lower(),
+                            op_kind, ops.arg(instr) if op_kind == "unpack" else 0)
                 unit.op_ids[index] = op.id
                 self.op_sites.append(op)
                 self._op_fns.append(ops.lazy_op(instr))
@@ -220,6 +237,8 @@ class Program:
             if instr.name == "LOAD_CONST" and isinstance(instr.arg, CodeType):
                 child = instr.arg
                 child_kind = ("comprehension" if kind != "nested" and child.co_name in ops.COMPREHENSIONS
+                              else "genexpr" if kind == "main" and child.co_name == "<genexpr>"
+                              and not (protected or cfg.protected[index])
                               else "nested")
                 try:
                     unit.children[index] = self._analyse(
@@ -227,6 +246,11 @@ class Program:
                 except RewriteError as exc:
                     self.notes.append(f"{child.co_qualname} is not traced: {exc}")
         return unit
+
+    @property
+    def accesses(self) -> frozenset[int]:
+        """The op sites that read a part of their operand (not pure operators)."""
+        return frozenset(op.id for op in self.op_sites if op.kind != "operator")
 
     def op_function(self, op: int) -> Callable[..., Any]:
         """The plain computation of operator site ``op`` (from its instruction)."""
@@ -321,7 +345,7 @@ class Program:
               offset: int) -> list[Any]:
         """A copy of ``items`` (a run of ``unit``'s bytecode) rewritten for ``variant``."""
         trace = variant.mode == "trace"
-        in_place = unit.kind in ("main", "comprehension")
+        in_place = unit.kind != "nested"
         deferred_calls = frozenset(
             index for index, sid in unit.site_ids.items()
             if (sid in variant.deferred if not trace else self.sites[sid].deferrable)
@@ -332,7 +356,7 @@ class Program:
         flow = unit.flow
         if in_place:  # placeholders may come from this code's sites or from comprehensions
             flow = simulate(unit.cfg, ops, deferred_calls,
-                            returns_to_caller=unit.kind == "comprehension",
+                            returns_to_caller=unit.kind in _RUN_IN_PLACE,
                             comprehension=self._comprehension_result(unit, variant, hooks),
                             lazy=lazy_ops, cells=unit.cells)
         probed_ops = {i: n for i, n in flow.lazy_ops.items() if i in unit.op_ids and trace}
@@ -377,11 +401,20 @@ class Program:
                 at(index).extend([Instr("LOAD_CLOSURE", CellVar(cell), location=loc),
                                   *ops.apply(_CellHook(hook_resolve), loc),
                                   Instr("POP_TOP", location=loc)])
+        # A method-form opener on a result (``r.strip()``) is an attribute load and the
+        # NULL slot: its result is the load's, before the slot is pushed.
+        methods = {i for i in lazy_here if ops.opener(cfg.instrs[i]) is not None}
+        methods |= {i for i in probed_ops if ops.opener(cfg.instrs[i]) is not None
+                    and i in normalize}
         for index, n in probed_ops.items():
-            loc = cfg.instrs[index].location
+            instr = cfg.instrs[index]
+            if ops.opener(instr) is not None and index not in methods:
+                continue  # not normalized: left as it is (its receiver is resolved)
+            loc = instr.location
             op = unit.op_ids[index]
             at(index).extend(_copy_call(list(range(n, 0, -1)), hooks.op_before(op), loc))
-            after.setdefault(index, []).extend(ops.apply(hooks.op_after(op), loc))
+            if instr.name != "UNPACK_SEQUENCE" and index not in methods:  # pushes one result
+                after.setdefault(index, []).extend(ops.apply(hooks.op_after(op), loc))
         for index, call in flow.calls.items():
             site = unit.site_ids[index]
             loc = cfg.instrs[index].location
@@ -390,8 +423,11 @@ class Program:
                 after.setdefault(index, []).extend(ops.apply(hooks.after(site), loc))
             elif index in deferred_calls:
                 depth = len(call.roles) - call.roles.index("callable")
+                wrap = (hooks.wrap_drain(site) if site in variant.drains
+                        else hooks.wrap_continuation(site) if site in variant.continued
+                        else hooks.wrap(site))
                 at(index).extend([Instr("SWAP", depth, location=loc),
-                                  *ops.apply(hooks.wrap(site), loc),
+                                  *ops.apply(wrap, loc),
                                   Instr("SWAP", depth, location=loc)])
         if in_place and not trace and variant.deferred:
             self._touches(unit, flow, deferred_calls, lazy_here, hooks, at)
@@ -439,10 +475,17 @@ class Program:
                 out.append(TryEnd(blocks[id(item.entry)]))
             elif isinstance(item, Instr):
                 out.extend(before.get(index, ()))
+                loc = item.location
                 if index in lazy_here:
-                    loc = item.location
                     out += [Instr("BUILD_TUPLE", lazy_here[index], location=loc),
                             *ops.apply(hooks.lazy(unit.op_ids[index]), loc)]
+                    if index in methods:  # then the slot, as the opener would push it
+                        out += ops.attr_load(item)[1:]
+                    elif item.name == "UNPACK_SEQUENCE":  # of the tuple the hook returned
+                        out.append(item.copy())
+                elif index in methods:  # traced: the load, its probe, then the slot
+                    load, *rest = ops.attr_load(item)
+                    out += [load, *ops.apply(hooks.op_after(unit.op_ids[index]), loc), *rest]
                 else:
                     out.extend(self._replace(unit, index, item, normalize, children, trace,
                                              hooks, label))
@@ -568,6 +611,12 @@ class _NamedHooks:
     def wrap(self, site: int) -> Any:
         return _Named(f"wrap {site}")
 
+    def wrap_continuation(self, site: int) -> Any:
+        return _Named(f"continue {site}")
+
+    def wrap_drain(self, site: int) -> Any:
+        return _Named(f"drain {site}")
+
     def op_before(self, op: int) -> Any:
         return _Named(f"op_before {op}")
 
@@ -576,6 +625,13 @@ class _NamedHooks:
 
     def lazy(self, op: int) -> Any:
         return _Named(f"lazy {op}")
+
+
+def _op_text(instr: Instr) -> str:
+    """How an access reads in explain: ``.choices``, ``[]``."""
+    if ops.is_subscript(instr):
+        return "[]"
+    return "." + str(ops.attr_name(instr))
 
 
 def _listing(items: list[Any]) -> list[str]:

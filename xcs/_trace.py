@@ -27,7 +27,14 @@ import time
 import warnings
 from concurrent import futures
 from dataclasses import dataclass, field
-from types import AsyncGeneratorType, CoroutineType, FunctionType, GeneratorType
+from types import (
+    AsyncGeneratorType,
+    BuiltinFunctionType,
+    CoroutineType,
+    FunctionType,
+    GeneratorType,
+    ModuleType,
+)
 from typing import Any, NamedTuple
 
 __all__ = ["Call", "Recorder", "Trace"]
@@ -67,7 +74,43 @@ _BLOCKING_TYPES = (type(threading.Lock()), type(threading.RLock()), threading.Se
                    queue.Queue, queue.SimpleQueue, futures.Future)
 _BLOCKING_MODULES = ("multiprocessing", "subprocess", "asyncio", "selectors")
 FRAME = "the callee depends on its caller's frame or thread (or prints)"
+SHARES = ("the callee is a function defined in the body that shares its changing state "
+          "(a list, dict or object in its closure): calls of it run in order")
 BLOCKS = "the call blocks or waits (a sleep, a lock, an event, a queue, a future, a thread)"
+
+
+def shares_state(fn: Any, local_prefix: str) -> bool:
+    """Is ``fn`` a closure made by the body whose cells hold more than immutable values?
+
+    Two such calls may change the body's own list in turn (``out.append(llm(x));
+    return len(out)``): run concurrently they could see each other's changes in
+    another order.
+    """
+    if type(fn) is not FunctionType or not fn.__closure__:
+        return False
+    if not fn.__qualname__.startswith(local_prefix):
+        return False
+    for cell in fn.__closure__:
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        if not (pure_value(value) or type(value) in _SHARED_OK):
+            return True
+    return False
+
+
+# Builtins that consume an iterable whole before returning (``any``, ``all`` and
+# ``next`` stop early: they are not among them).
+_DRAINERS = frozenset(map(id, (sum, list, tuple, set, frozenset, sorted, min, max, dict)))
+
+
+def drains(fn: Any) -> bool:
+    """Does ``fn(iterable, ...)`` consume the whole iterable (``"".join``, ``sum`` ...)?"""
+    if id(fn) in _DRAINERS:
+        return True
+    return (type(fn) is BuiltinFunctionType and fn.__name__ == "join"
+            and type(fn.__self__) in (str, bytes))
 
 
 def stays_here(fn: Any) -> str | None:
@@ -114,6 +157,8 @@ class Call(NamedTuple):
     opaque: bool  # a generator or a closure of the body among its arguments
     stays: str | None  # why the callee must run in the body's thread (see ``stays_here``)
     op_uses: tuple[tuple[int, float], ...] = ()  # (op site, time) an operator first read it
+    drained: bool = False  # made by a generator expression while a builtin drained it
+    used_at: str | None = None  # where the body first needed its result (see where_used)
 
     @property
     def duration(self) -> float:
@@ -129,6 +174,8 @@ class Trace:
     raised: bool
     truncated: bool
     op_pure: dict[int, bool] = field(default_factory=dict)  # op site -> builtin operands only
+    cpu: float = 0.0  # CPU time of the body's thread during the trial
+    drains: frozenset[int] = frozenset()  # sites of builtins that drained a generator expression
 
     def as_text(self) -> str:
         lines = [f"trial: {len(self.calls)} calls in {self.duration * 1e3:.3f} ms"
@@ -143,8 +190,8 @@ class Trace:
 class _Open:
     """A call being recorded (mutable until the trial ends)."""
 
-    __slots__ = ("cpu", "cpu0", "deps", "end", "first_use", "fn", "frame", "index", "op_uses",
-                 "opaque", "parent", "raised", "site", "start")
+    __slots__ = ("cpu", "cpu0", "deps", "drained", "end", "first_use", "fn", "frame", "index",
+                 "op_uses", "opaque", "parent", "raised", "site", "start", "used_at")
     index: int
     site: int
     fn: Any
@@ -154,12 +201,14 @@ class _Open:
     deps: tuple[int, ...]
     parent: int | None
     opaque: bool
+    drained: bool
 
     def __init__(self) -> None:
         self.end: float | None = None
         self.cpu: float | None = None
         self.raised = False
         self.first_use: float | None = None
+        self.used_at: str | None = None  # where the body first needed the result
         self.op_uses: dict[int, float] | None = None
 
 
@@ -181,8 +230,12 @@ class Recorder:
         self.fast: dict[int, int] = {}  # site -> how many of its calls in a row were fast
         self.muted: dict[int, float] = {}  # sites no longer recorded -> start of the current call
         self.keep: list[Any] = []
+        self.drains: list[tuple[int, int]] = []  # (site, first event) of builtins draining
+        self.drain_sites: set[int] = set()
+        self._frame: Any = None  # the body's frame at the current ``use``
         self.truncated = False
         self.wall0 = time.time()
+        self.cpu0 = _cpu()
         self.t0 = _clock()
 
     # -- hooks ---------------------------------------------------------------
@@ -192,6 +245,7 @@ class Recorder:
             # one turns out slow it is recorded again.  Its operands still count
             # as uses: a non-deferred call waits for its inputs.
             results, derived = self.results, self.derived
+            self._frame = None  # a call's input: the call is where it was needed
             for value in operands:
                 if id(value) in results or id(value) in derived:
                     self._used(value, None, _clock())
@@ -199,6 +253,13 @@ class Recorder:
             return
         if len(self.events) >= MAX_CALLS:
             self.truncated = True
+            return
+        if operands and type(operands[0]) is GeneratorType and drains(fn) and (
+                operands[0].gi_code.co_qualname.startswith(self.local_prefix)):
+            # ``"".join(f(x) for x in xs)``: not a call of its own; the generator's calls
+            # are the body's (a replay defers them while the builtin drains it).
+            self.drains.append((site, len(self.events)))
+            self.drain_sites.add(site)
             return
         frame = sys._getframe(2)  # Recorder.before <- hook <- the calling code
         if self.open:
@@ -229,6 +290,7 @@ class Recorder:
                     self._sources(value, sources)
         ev.deps = tuple(sorted(sources)) if sources else ()
         ev.opaque = opaque
+        ev.drained = bool(self.drains)
         self.events.append(ev)
         self.open.append(ev)
         # CPU time costs a system call here (1-2 us): read it only where it can
@@ -245,6 +307,13 @@ class Recorder:
                 self.fast[site] = 0
             return
         if self.truncated:
+            return
+        if self.drains and self.drains[-1][0] == site:  # the builtin that drained a genexpr
+            _, first = self.drains.pop()
+            made = [ev.index for ev in self.events[first:] if ev.parent is None]
+            if made and id(result) not in _SINGLETONS:
+                self.keep.append(result)
+                self.derived[id(result)] = frozenset(made[-MAX_SOURCES:])
             return
         while self.open:
             ev = self.open.pop()
@@ -268,6 +337,7 @@ class Recorder:
     def use(self, value: Any, op: int | None = None) -> None:
         """The body observed ``value`` (through operator site ``op``, if given)."""
         now = _clock()
+        self._frame = sys._getframe(2) if op is None else None  # use <- hook <- body
         self._used(value, op, now)
         if type(value) in _CONTAINERS:
             items = value.values() if type(value) is dict else value
@@ -275,6 +345,7 @@ class Recorder:
                 if k >= _FLAT_BUDGET:
                     break
                 self._used(item, op, now)
+        self._frame = None
 
     def _used(self, value: Any, op: int | None, now: float) -> None:
         index = self.results.get(id(value))
@@ -296,18 +367,24 @@ class Recorder:
             for i in sources:
                 self._mark(events[i], op, now)
 
-    @staticmethod
-    def _mark(ev: _Open, op: int | None, now: float) -> None:
+    def _mark(self, ev: _Open, op: int | None, now: float) -> None:
         if op is None:
             if ev.first_use is None:
                 ev.first_use = now
+                frame = self._frame
+                if frame is not None:
+                    try:
+                        ev.used_at = where_used(frame)
+                    except Exception:  # only for explain: never let it break a trial
+                        ev.used_at = None
         else:
             if ev.op_uses is None:
                 ev.op_uses = {}
             ev.op_uses.setdefault(op, now)
 
-    def op_before(self, op: int, operands: tuple[Any, ...]) -> None:
-        """A pure operator is about to combine ``operands``: note where they came from."""
+    def op_before(self, op: int, operands: tuple[Any, ...], access: bool = False) -> None:
+        """An operator is about to combine ``operands`` (or an access to read a part of
+        one): note where they came from.  An access may always wait for nothing."""
         quiet = self.op_quiet.get(op, 0)
         if quiet >= MUTE_AFTER:  # its operands never came from a recorded call
             self._op_sources = _NO_SOURCES
@@ -341,7 +418,8 @@ class Recorder:
         self._op_sources = sources
         self._op_shared = sets[0] if sets else None
         self.op_quiet[op] = 0 if sources else quiet + 1
-        self.op_pure[op] = self.op_pure.get(op, True) and all(map(pure_value, operands))
+        self.op_pure[op] = access or (self.op_pure.get(op, True)
+                                      and all(map(pure_value, operands)))
 
     def op_after(self, op: int, result: Any) -> None:
         """The operator's result carries its operands' sources to later calls."""
@@ -419,13 +497,15 @@ class Recorder:
         names: dict[int, tuple[str, str | None]] = {}  # per callee: its name, stays_here
         for ev in self.events:
             if id(ev.fn) not in names:
-                names[id(ev.fn)] = (_name(ev.fn), stays_here(ev.fn))
+                names[id(ev.fn)] = (_name(ev.fn), stays_here(ev.fn) or (
+                    SHARES if shares_state(ev.fn, self.local_prefix) else None))
         calls = tuple(
             Call(ev.index, ev.site, names[id(ev.fn)][0], ev.start - t0,
                  (ev.end if ev.end is not None else end) - t0, ev.cpu, ev.deps,
                  None if ev.first_use is None else ev.first_use - t0,
                  ev.parent, ev.raised, ev.opaque, names[id(ev.fn)][1],
-                 tuple((op, t - t0) for op, t in ev.op_uses.items()) if ev.op_uses else ())
+                 tuple((op, t - t0) for op, t in ev.op_uses.items()) if ev.op_uses else (),
+                 ev.drained, ev.used_at)
             for ev in self.events)
         self.keep.clear()
         self.results.clear()
@@ -434,10 +514,12 @@ class Recorder:
         self._op_shared = None
         self.events.clear()
         self.open.clear()
-        return Trace(calls, end - t0, raised, self.truncated, dict(self.op_pure))
+        return Trace(calls, end - t0, raised, self.truncated, dict(self.op_pure),
+                     _cpu() - self.cpu0, frozenset(self.drain_sites))
 
 
 _PURE_TYPES = frozenset({str, int, float, complex, bool, bytes, type(None)})
+_SHARED_OK = (FunctionType, ModuleType, type, BuiltinFunctionType)  # cells nobody changes
 
 
 def pure_value(value: Any) -> bool:
@@ -446,6 +528,69 @@ def pure_value(value: Any) -> bool:
     if kind in _PURE_TYPES:
         return True
     return kind is tuple and len(value) <= 64 and all(type(v) in _PURE_TYPES for v in value)
+
+
+# What the body did with a value, from the instruction that needed it.
+_NEEDS = (
+    (("POP_JUMP", "JUMP_IF", "TO_BOOL", "UNARY_NOT"), "a branch ('if', 'while', 'and'/'or') tests it"),
+    (("RETURN",), "the function returns it"),
+    (("CALL", "PRECALL"), "a call that is not deferred receives it"),
+    (("COMPARE_OP",), "a comparison reads it"),
+    (("CONTAINS_OP",), "'in' reads it"),
+    (("IS_OP",), "'is' tests it"),
+    (("GET_ITER", "FOR_ITER"), "a loop iterates over it"),
+    (("STORE_ATTR",), "it is stored in an attribute"),
+    (("STORE_SUBSCR",), "it is stored in a container the function did not build"),
+    (("STORE_GLOBAL", "STORE_DEREF", "STORE_NAME"), "it is stored outside the function"),
+    (("UNPACK",), "it is unpacked"),
+    (("MATCH",), "a 'match' tests it"),
+    (("FORMAT", "BUILD_STRING", "BINARY_OP"), "an operator or format reads it"),
+    (("LOAD_ATTR", "LOAD_METHOD"), "an attribute of it is read"),
+)
+_SKIPPED = frozenset({"CACHE", "COPY", "SWAP", "POP_TOP", "NOP", "PUSH_NULL", "EXTENDED_ARG"})
+_described: dict[tuple[Any, int], str] = {}
+
+
+def where_used(frame: Any) -> str:
+    """``line 42: a branch ('if', ...) tests it (if reference is not None:)``: where
+    ``frame`` (the body's, stopped at a hook that resolves a value) needs the value."""
+    code, lasti = frame.f_code, frame.f_lasti
+    key = (code, lasti)
+    text = _described.get(key)
+    if text is None:
+        import dis
+        import linecache
+
+        what = "the body reads it"
+        hooks = 0
+        test = False
+        for ins in dis.get_instructions(code):
+            if ins.offset <= lasti:
+                continue
+            owner = getattr(ins.argval, "__module__", None) or type(ins.argval).__module__
+            if ins.opname == "LOAD_CONST" and str(owner).startswith("xcs"):
+                if callable(ins.argval):
+                    hooks += 1  # another hook: skip it and its call
+                else:
+                    test = True  # ``if OWNED:`` before a touch: skip the test
+                continue
+            if test and ins.opname in ("TO_BOOL", "POP_JUMP_IF_FALSE",
+                                       "POP_JUMP_FORWARD_IF_FALSE"):
+                test = ins.opname == "TO_BOOL"
+                continue
+            if ins.opname in _SKIPPED or (hooks and ins.opname in ("CALL", "PRECALL")):
+                if ins.opname == "CALL":
+                    hooks = max(0, hooks - 1)
+                continue
+            what = next((text for prefixes, text in _NEEDS
+                         if ins.opname.startswith(prefixes)), f"{ins.opname} reads it")
+            break
+        line = frame.f_lineno
+        source = linecache.getline(code.co_filename, line).strip()
+        text = f"line {line}: {what}" + (f" ({source})" if source else "")
+        if len(_described) < 4096:
+            _described[key] = text
+    return text
 
 
 def _is_ancestor(candidate: Any, frame: Any, limit: int = 64) -> bool:

@@ -228,7 +228,7 @@ def in_place(instr: Instr) -> bool:
     return instr.name == "BINARY_OP" and 13 <= int(arg(instr)) <= 25
 
 
-def lazy_op(instr: Instr) -> Callable[..., Any] | None:
+def pure_op(instr: Instr) -> Callable[..., Any] | None:
     """A function computing ``instr`` from its operands, for the pure operators above."""
     name = instr.name
     if name == "BINARY_OP":
@@ -238,6 +238,62 @@ def lazy_op(instr: Instr) -> Callable[..., Any] | None:
     if name == "BUILD_STRING":
         return _build_string
     return None
+
+
+def lazy_op(instr: Instr) -> Callable[..., Any] | None:
+    """A function computing ``instr`` from its operands: a pure operator or an access."""
+    return pure_op(instr) or access_op(instr)
+
+
+def access_op(instr: Instr) -> Callable[..., Any] | None:
+    """For an instruction that reads a part of its operand (``r.choices``, ``r[0]``,
+    ``a, b = r``, the method of ``r.strip()``), a function doing the same read.
+
+    On a placeholder such a read becomes a continuation: it runs, like a deferred
+    callee, when the result arrives.  The functions are C callables (or, for
+    unpacking, a real UNPACK_SEQUENCE), so errors are exactly the instruction's.
+    """
+    name = instr.name
+    if name in ("LOAD_ATTR", "LOAD_METHOD"):
+        return operator.attrgetter(attr_name(instr))
+    if name == "BINARY_SUBSCR":
+        return operator.getitem
+    if name == "UNPACK_SEQUENCE":
+        return unpacker(int(arg(instr)))
+    return None
+
+
+def attr_name(instr: Instr) -> str:
+    return str(arg(instr))
+
+
+def is_subscript(instr: Instr) -> bool:
+    return instr.name == "BINARY_SUBSCR"
+
+
+def attr_load(instr: Instr) -> list[Instr]:
+    """A method-form opener split into the attribute load and what completes the
+    opener around it: (the load, the instructions that then push the NULL slot)."""
+    return normalize(instr)
+
+
+_UNPACKERS: dict[int, Callable[[Any], tuple[Any, ...]]] = {}
+UNPACK_CODES: set[Any] = set()  # their code objects: not shown in a failure's traceback
+
+
+def unpacker(n: int) -> Callable[[Any], tuple[Any, ...]]:
+    """``a0, ..., an-1 = value`` as a function returning the tuple: the very
+    UNPACK_SEQUENCE, so a wrong length raises what the body's would."""
+    fn = _UNPACKERS.get(n)
+    if fn is None:
+        names = ", ".join(f"a{k}" for k in range(n))
+        target = names + ("," if n == 1 else "")
+        namespace: dict[str, Any] = {}
+        exec(f"def unpack(value):\n    {target} = value\n    return ({target})\n"
+             if n else "def unpack(value):\n    () = value\n    return ()\n", namespace)
+        fn = _UNPACKERS[n] = namespace["unpack"]
+        UNPACK_CODES.add(fn.__code__)
+    return fn
 
 
 def jump_forward_if_true(target: Label, loc: Any = None) -> Instr:

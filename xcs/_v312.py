@@ -8,6 +8,8 @@ are inlined into the enclosing code (PEP 709), and END_FOR/RETURN_CONST appear.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from typing import Any
 
 from bytecode import Instr, Label
@@ -23,12 +25,14 @@ from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
     arg,
     count,
     in_place,
+    is_subscript,
     is_with_enter,
-    lazy_op,
     local_stores,
+    pure_op,
     reads_deep,
     split_pair,
     unborrow,
+    unpacker,
 )
 
 VERSION = (3, 12)
@@ -91,6 +95,29 @@ def normalize(instr: Instr) -> list[Instr]:
 
 
 call_roles = _v311.call_roles
+
+
+def attr_name(instr: Instr) -> str:
+    return str(arg(instr)[1])
+
+
+def access_op(instr: Instr) -> Callable[..., Any] | None:
+    """LOAD_ATTR carries the method bit; LOAD_SUPER_ATTR is ``super()``'s, never a read
+    of a result."""
+    name = instr.name
+    if name == "LOAD_ATTR":
+        return operator.attrgetter(attr_name(instr))
+    if name in ("BINARY_SUBSCR", "UNPACK_SEQUENCE"):
+        return _v311.access_op(instr)
+    return None
+
+
+def lazy_op(instr: Instr) -> Callable[..., Any] | None:
+    return pure_op(instr) or access_op(instr)
+
+
+def attr_load(instr: Instr) -> list[Instr]:
+    return normalize(instr)
 
 
 def apply(hook: object, loc: Any = None) -> list[Instr]:

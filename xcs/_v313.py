@@ -20,9 +20,11 @@ from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
     _bits,
     apply,
     arg,
+    attr_name,
     call,
     count,
     in_place,
+    is_subscript,
     is_with_enter,
     jump_backward,
     jump_forward_if_true,
@@ -31,6 +33,7 @@ from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
     return_const,
     returns_value,
     unborrow,
+    unpacker,
 )
 
 VERSION = (3, 13)
@@ -120,7 +123,7 @@ def _format_with_spec(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
-def lazy_op(instr: Instr) -> Callable[..., Any] | None:
+def pure_op(instr: Instr) -> Callable[..., Any] | None:
     """FORMAT_VALUE became CONVERT_VALUE + FORMAT_SIMPLE/FORMAT_WITH_SPEC in 3.13."""
     name = instr.name
     if name == "FORMAT_SIMPLE":
@@ -131,7 +134,18 @@ def lazy_op(instr: Instr) -> Callable[..., Any] | None:
         return _v311._CONVERSIONS[int(arg(instr))]
     if name == "FORMAT_VALUE":
         return None
-    return _v311.lazy_op(instr)
+    return _v311.pure_op(instr)
+
+
+def lazy_op(instr: Instr) -> Callable[..., Any] | None:
+    return pure_op(instr) or access_op(instr)
+
+
+access_op = _v312.access_op
+
+
+def attr_load(instr: Instr) -> list[Instr]:
+    return normalize(instr)
 
 
 def jump_forward_if_false(target: Label, loc: Any = None) -> list[Instr]:

@@ -8,6 +8,10 @@ loads borrow their reference, and RETURN_CONST/BINARY_SUBSCR/BEFORE_WITH are gon
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+from typing import Any
+
 from bytecode import Instr
 
 from xcs import _v313
@@ -21,18 +25,21 @@ from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
     _bits,
     apply,
     arg,
+    attr_load,
+    attr_name,
     call,
     count,
     in_place,
     jump_backward,
     jump_forward_if_false,
     jump_forward_if_true,
-    lazy_op,
     method_name,
     normalize,
     opener,
+    pure_op,
     return_const,
     returns_value,
+    unpacker,
 )
 
 VERSION = (3, 14)
@@ -88,7 +95,7 @@ def call_roles(instr: Instr) -> tuple[str, ...] | None:
 def reads_deep(instr: Instr) -> bool:
     # BINARY_SUBSCR became BINARY_OP with oparg NB_SUBSCR (26): ``models[0]`` looks
     # at the list, not inside its items.
-    if instr.name == "BINARY_OP" and arg(instr) == 26:
+    if is_subscript(instr):
         return False
     return _v313.reads_deep(instr)
 
@@ -107,3 +114,20 @@ def unborrow(instr: Instr) -> Instr:
     if instr.name == "LOAD_FAST_BORROW_LOAD_FAST_BORROW":
         return Instr("LOAD_FAST_LOAD_FAST", arg(instr), location=instr.location)
     return instr
+
+
+NB_SUBSCR = 26  # BINARY_OP's argument for ``x[i]`` (BINARY_SUBSCR until 3.13)
+
+
+def is_subscript(instr: Instr) -> bool:
+    return instr.name == "BINARY_OP" and arg(instr) == NB_SUBSCR
+
+
+def access_op(instr: Instr) -> Callable[..., Any] | None:
+    if is_subscript(instr):
+        return operator.getitem
+    return _v313.access_op(instr)
+
+
+def lazy_op(instr: Instr) -> Callable[..., Any] | None:
+    return pure_op(instr) or access_op(instr)

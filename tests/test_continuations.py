@@ -1,0 +1,416 @@
+"""Continuations: work on a pending result runs when the result arrives.
+
+The shapes real LLM code takes — an attribute chain on a response, a method of a
+``str`` result, ``json.loads`` of one, ``len``, unpacking a returned tuple, a fast
+helper on a result, a dict of pending results tested with ``in`` — must let the
+calls of a loop overlap (each test proves it with a ``Barrier`` that only opens
+when all eight calls run at once), return what the plain function returns, and
+raise what it raises, where it raises it, when a continuation fails.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import traceback
+
+import pytest
+
+from xcs import jit
+
+from .test_contract import outcome, replays, warm
+
+N = 8
+
+
+class Gate:
+    """A slow callee; with ``open(n)``, every call waits until n calls run at once."""
+
+    def __init__(self, latency: float = 0.003) -> None:
+        self.latency = latency
+        self.barrier: threading.Barrier | None = None
+        self.calls: list[object] = []
+        self.lock = threading.Lock()
+
+    def open(self, parties: int = N) -> None:
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def close(self) -> None:
+        self.barrier = None
+
+    def wait(self, arg: object) -> None:
+        with self.lock:
+            self.calls.append(arg)
+        if self.barrier is not None:
+            self.barrier.wait()
+        else:
+            time.sleep(self.latency)
+
+
+gate = Gate()
+
+
+class Message:
+    def __init__(self, content: str) -> None:
+        self.content = content
+
+
+class Choice:
+    def __init__(self, content: str) -> None:
+        self.message = Message(content)
+
+
+class Completion:
+    def __init__(self, content: str) -> None:
+        self.choices = [Choice(content)]
+
+
+def create(d):
+    gate.wait(d)
+    return None if d == "none" else Completion(f"  answer to {d}  ")
+
+
+def llm(d):
+    gate.wait(d)
+    return f'  {{"doc": "{d}"}}  ' if d != "bad" else "  not json  "
+
+
+def judge_pair(a):
+    gate.wait(a)
+    return (f"w{a}", f"{a} vs {a}!", "ok") if a != "short" else (f"w{a}", "?")
+
+
+def clean(text):
+    return text.strip().upper()
+
+
+def attribute_chain(docs):
+    out = []
+    for d in docs:
+        r = create(d)
+        out.append(r.choices[0].message.content)
+    return out
+
+
+def str_method(docs):
+    return [llm(d).strip() for d in docs]
+
+
+def loads(docs):
+    return [json.loads(llm(d)) for d in docs]
+
+
+def with_len(docs):
+    out = []
+    for d in docs:
+        r = llm(d)
+        out.append((r, len(r)))
+    return out
+
+
+def unpacking(docs):
+    winners = []
+    for d in docs:
+        winner, _prompt, judgment = judge_pair(d)
+        winners.append(winner + ":" + judgment)
+    return winners
+
+
+def cache_of_pending(docs):
+    cache = {}
+    out = []
+    for y in docs + docs:
+        if y in cache:
+            v = cache[y]
+        else:
+            v = cache[y] = llm(y)
+        out.append(v)
+    return out, len(cache)
+
+
+def helper(docs):
+    out = []
+    for d in docs:
+        out.append(clean(llm(d)))
+    return out
+
+
+SHAPES = [attribute_chain, str_method, loads, with_len, unpacking, cache_of_pending, helper]
+DOCS = [f"d{i}" for i in range(N)]
+
+
+@pytest.fixture(autouse=True)
+def closed_gate():
+    gate.close()
+    yield
+    gate.close()
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda f: f.__name__)
+def test_the_calls_of_each_shape_overlap(shape):
+    """All eight calls of the loop run at once in a replay, and the result is plain's."""
+    f = jit(shape)
+    expected = shape(DOCS)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    gate.open(N)  # a replay that waits for any call before the eighth starts breaks it
+    got = f(DOCS)
+    gate.close()
+    assert replays(f) == before + 1, f.explain()
+    assert got == expected
+    assert type(got) is type(expected)
+
+
+def _failure(fn, docs):
+    result, exc = outcome(fn, docs)
+    assert exc is not None, result
+    return exc
+
+
+@pytest.mark.parametrize(("shape", "bad", "kind"), [
+    (loads, "bad", json.JSONDecodeError),  # a failing json.loads continuation
+    (unpacking, "short", ValueError),  # unpacking a tuple of the wrong length
+    (attribute_chain, "none", AttributeError),  # an attribute of a None result
+])
+def test_a_failing_continuation_raises_what_plain_raises_where_it_raises(shape, bad, kind):
+    f = jit(shape)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    docs = [*DOCS[:3], bad, *DOCS[4:]]
+    expected = _failure(shape, docs)
+    got = _failure(f, docs)
+    assert replays(f) == before + 1  # it was a replay that failed, not the plain body
+    assert type(got) is kind and type(expected) is kind
+    assert str(got) == str(expected)
+    # The traceback ends in the function's frame at the line that failed, as plain's.
+    def body_lines(exc):
+        return [(t.lineno, t.line) for t in traceback.extract_tb(exc.__traceback__)
+                if t.name == shape.__name__]
+
+    assert body_lines(got) == body_lines(expected)
+
+
+def test_the_first_failure_in_program_order_wins():
+    """Item 2's json.loads fails and item 5's call fails: plain raises item 2's error."""
+    def flaky(d):
+        gate.wait(d)
+        if d == "late":
+            raise RuntimeError("the call for 'late' failed")
+        return "not json" if d == "bad" else '{"a": 1}'
+
+    def body(docs):
+        return [json.loads(flaky(d)) for d in docs]
+
+    f = jit(body)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    docs = ["d0", "d1", "bad", "d3", "d4", "late", "d6", "d7"]
+    expected, got = _failure(body, docs), _failure(f, docs)
+    assert replays(f) == before + 1
+    assert type(got) is type(expected) is json.JSONDecodeError
+    assert str(got) == str(expected)
+
+
+def test_fast_calls_on_a_shared_object_keep_program_order():
+    """``buf.write(clean(llm(d)))``: the calls overlap, the writes stay in order even
+    when later calls finish first."""
+    def slow(d, i):
+        gate.wait(d)
+        time.sleep((N - i) * 0.004)  # the last call finishes first
+        return f"<{d}>"
+
+    def body(docs):
+        buf = io.StringIO()
+        for i, d in enumerate(docs):
+            buf.write(clean(slow(d, i)))
+        return buf.getvalue()
+
+    f = jit(body)
+    expected = body(DOCS)
+    warm(f, DOCS, sites=1)
+    gate.open(N)
+    got = f(DOCS)
+    gate.close()
+    assert got == expected
+
+
+def test_a_fast_helper_that_changes_a_list_is_waited_for_before_the_body_reads_it():
+    def add(acc, text):
+        acc.append(text.upper())
+        return len(acc)
+
+    def body(docs):
+        acc = []
+        for d in docs:
+            add(acc, llm(d))
+        first = acc[0]  # the body reads the list the continuations changed
+        return first, len(acc), acc
+
+    f = jit(body)
+    expected = body(DOCS)
+    warm(f, DOCS, sites=1)
+    gate.open(N)
+    got = f(DOCS)
+    gate.close()
+    assert got == expected
+
+
+def test_explain_lists_the_continued_sites():
+    f = jit(helper)
+    warm(f, DOCS, sites=1)
+    text = f.explain()
+    assert "continue (when their inputs arrive):" in text, text
+    assert "floors: critical path" in text and "CPU" in text, text
+
+
+def test_work_on_a_result_after_an_earlier_failure_settles_and_raises_that_failure():
+    """A continuation whose input arrives after an earlier call failed is never made;
+    what depends on it (``[...]['t']``) must not be waited for forever."""
+    def first(x):
+        time.sleep(0.003)
+        if x == "fail":
+            raise RuntimeError("first failed")
+        return x
+
+    def later(x):
+        time.sleep(0.003 if x != "fail" else 0.05)  # arrives after the failure
+        return json.dumps({"t": x})
+
+    def body(x):
+        a = first(x)
+        b = json.loads(later(x))["t"]
+        c = json.loads(later(x + "!"))["t"]
+        if b:  # the body needs b now: it waits for it
+            return a, b, c
+        return a
+
+    f = jit(body)
+    warm(f, "ok", sites=1)
+    before = replays(f)
+    done: list[object] = []
+    runner = threading.Thread(target=lambda: done.append(outcome(f, "fail")), daemon=True)
+    runner.start()
+    runner.join(30)
+    assert done, "the replay never returned"
+    assert replays(f) == before + 1
+    (_, exc), (_, expected) = done[0], outcome(body, "fail")
+    assert type(exc) is RuntimeError and str(exc) == str(expected)
+
+
+def word(d):
+    gate.wait(d)
+    if d == "boom":
+        raise KeyError(d)
+    return f"w-{d}"
+
+
+def joined(docs):
+    return "|".join(word(d) for d in docs)
+
+
+def summed(docs):
+    return sum(len(word(d)) for d in docs)
+
+
+def as_dict(docs):
+    return dict((d, word(d).upper()) for d in docs)
+
+
+def by_length(docs):
+    return sorted((word(d) for d in docs), key=len, reverse=True)
+
+
+GENEXPRS = [joined, summed, as_dict, by_length]
+
+
+@pytest.mark.parametrize("shape", GENEXPRS, ids=lambda f: f.__name__)
+def test_a_generator_expression_drained_by_a_builtin_overlaps_its_calls(shape):
+    f = jit(shape)
+    expected = shape(DOCS)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    gate.open(N)
+    got = f(DOCS)
+    gate.close()
+    assert replays(f) == before + 1, f.explain()
+    assert got == expected
+
+
+def test_any_over_a_generator_expression_stops_where_plain_stops():
+    def body(docs):
+        words = "|".join(word(d) for d in docs)  # drained: its calls overlap
+        return words, any(word(d) == "w-d2" for d in docs)  # stops early: not drained
+
+    f = jit(body)
+    expected = body(DOCS)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    gate.calls.clear()
+    assert f(DOCS) == expected
+    assert replays(f) == before + 1
+    # The join's eight calls and any's first three: none after the one that decided.
+    assert sorted(gate.calls) == sorted([*DOCS, "d0", "d1", "d2"])
+
+
+def test_a_failing_call_in_a_drained_generator_expression_raises_as_plain():
+    f = jit(joined)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    docs = [*DOCS[:2], "boom", *DOCS[3:]]
+    expected, got = _failure(joined, docs), _failure(f, docs)
+    assert replays(f) == before + 1
+    assert type(got) is type(expected) is KeyError and got.args == expected.args
+
+    def lines(exc):
+        return [(t.name, t.lineno) for t in traceback.extract_tb(exc.__traceback__)
+                if t.name in ("joined", "<genexpr>", "word")]
+
+    assert lines(got) == lines(expected)
+
+
+def test_an_error_of_the_generator_expression_itself_shows_plain_frames():
+    def body(docs):
+        return "|".join(word(d) + str(1 // (len(d) - 3)) for d in docs)
+
+    f = jit(body)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    docs = [*DOCS[:2], "abc", *DOCS[3:]]
+    expected, got = _failure(body, docs), _failure(f, docs)
+    assert replays(f) == before + 1
+    assert type(got) is type(expected) is ZeroDivisionError
+    assert ([t.name for t in traceback.extract_tb(got.__traceback__)]
+            == [t.name for t in traceback.extract_tb(expected.__traceback__)])
+
+
+def test_explain_says_which_line_needed_a_result_and_how_to_overlap_it():
+    def refs(docs):
+        out = []
+        for d in docs:
+            r = llm(d)
+            if r is not None:  # a branch on each result: nothing can overlap
+                out.append(r)
+        return out
+
+    f = jit(refs)
+    assert f(DOCS) == refs(DOCS)  # the trial
+    text = f.explain()
+    assert "a branch ('if', 'while', 'and'/'or') tests it (if r is not None:" in text, text
+    assert "branch on their results in a second loop" in text, text
+
+
+def test_explain_lists_where_the_last_replay_waited():
+    def collect(docs):
+        results = [llm(d) for d in docs]
+        kept = []
+        for r in results:  # the loop needs every result
+            kept.append(r.strip())
+        return kept
+
+    f = jit(collect)
+    warm(f, DOCS, sites=1)
+    text = f.explain()
+    assert "waits in the last replay:" in text, text
+    assert "a loop iterates over it (for r in results:" in text, text
