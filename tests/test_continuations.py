@@ -414,3 +414,26 @@ def test_explain_lists_where_the_last_replay_waited():
     text = f.explain()
     assert "waits in the last replay:" in text, text
     assert "a loop iterates over it (for r in results:" in text, text
+
+
+def test_a_function_of_the_body_that_shares_its_list_runs_in_order():
+    """``str(h(x))`` no longer needs h's result at once; h appends to the body's list,
+    so two calls of it must still run one after the other, as in plain."""
+    def body(xs):
+        out = []
+
+        def h(x):
+            time.sleep(0.002 * (N - int(x[1:])))  # later calls would finish first
+            out.append(x)
+            return len(out)
+
+        counts = [str(h(x)) for x in xs]
+        tail = [llm(x) for x in xs]  # something else worth deferring
+        return counts, out, tail
+
+    f = jit(body)
+    expected = body(DOCS)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    assert f(DOCS) == expected
+    assert replays(f) == before + 1
