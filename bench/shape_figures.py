@@ -84,7 +84,7 @@ def length(docs):
 def unpacking(docs):
     out = []
     for a in docs:
-        winner, prompt, judgment = judge_pair(a, a + 1)
+        winner, _prompt, judgment = judge_pair(a, a + 1)
         out.append((winner, judgment))
     return out
 
