@@ -38,6 +38,8 @@ TAINT = PH | LCT | TCT
 # With LCT: a list or dict whose items may be tuples holding placeholders
 # (``out.append((r, len(r)))``); its items are then TCT.
 TLCT = 128
+# A loop's iterator over a list holding placeholders: what FOR_ITER pushes may be one.
+ITEMS = 256
 PLAIN = ESC | NOTLIST | NOTDICT | OTHER
 # A value that is never an object handed to a deferred call: a constant, a bool
 # result.  (Not ESC: ESC also means "may be an object someone else holds".)
@@ -337,6 +339,7 @@ class _Step:
         self.touch: list[int] = []  # depths of operands this instruction reads
         self.touching = self.instr.name not in sim.ops.READS_NOTHING
         self.pushed: list[Val] = []
+        self.fill = CLEAN  # what a generic instruction pushes beyond what it kept
         self.effect_known = False
         self.origin = i
         if sim.recording and sim.ops.is_with_enter(self.instr) and self.stack:
@@ -468,7 +471,8 @@ class _Step:
         if produced < 0:
             raise RewriteError(f"inconsistent stack effect for {self.instr.name}")
         kept = self.kept_items[:produced]
-        return kept + [CLEAN] * (produced - len(kept))
+        fill = CLEAN if jump else self.fill  # (an exhausted FOR_ITER's dummy is no item)
+        return kept + [fill] * (produced - len(kept))
 
     def _lazy(self) -> None:
         """A pure operator or an access: on a placeholder it may produce one.
@@ -792,6 +796,30 @@ class _Step:
                 self.sim.flow.stores_outside.add(self.i)
         self._take(3)
         self._done([])
+
+    def _op_GET_ITER(self) -> None:
+        """``for r in results:`` over a list the body built that holds placeholders:
+        the loop gets them one by one, as they are (nothing waits for all of them).
+        Only for an iterator that a FOR_ITER takes at once: one handed elsewhere (a
+        3.11 comprehension) is a real iterator whose items must be values."""
+        val = self.stack[-1]
+        nxt = self.i + 1
+        loop = nxt < len(self.sim.cfg.instrs) and self.sim.cfg.instrs[nxt].name == "FOR_ITER"
+        if not loop or not val.bits & LCT or val.bits & (NOTLIST | PH | TCT):
+            self._generic()
+            return
+        base = len(self.stack) - 1
+        self._take(1)
+        self.consumed, self.kept_items = 1, []
+        if self.touching:
+            self.touch.append(self._depth_of(base))
+        self.fill = Val(PLAIN | ITEMS | (val.bits & TLCT))
+
+    def _op_FOR_ITER(self) -> None:
+        self._generic()
+        held = [v for v in self.kept_items if v.bits & ITEMS]
+        if held:
+            self.fill = Val(PLAIN | PH | (TCT if any(v.bits & TLCT for v in held) else 0))
 
     def _op_CONTAINS_OP(self) -> None:
         """``key in d`` on a dict the body built reads its keys, never a placeholder."""

@@ -166,7 +166,8 @@ class Task:
         self.deps_left = 0
         self.dependents: list[Task] = []
         self.future: Future[Any] | None = None
-        self.name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+        self.name = ("a method of a result" if type(fn) is Pending  # ``r.strip()``
+                     else getattr(fn, "__qualname__", None) or type(fn).__qualname__)
         self.started = self.ended = 0.0
         self.thread = "executor"
         self.inline = 0  # a continuation (OPERATOR or ANYWHERE), computed where inputs arrive
