@@ -280,7 +280,10 @@ def sub2(x):
 KINDS = ("call", "listcomp", "dictcomp", "genexpr", "for", "while", "if", "ternary", "strop",
          "try", "helper", "lambda", "early", "with", "sub", "state", "index", "method", "star",
          "nd", "mutate", "dset", "unpack", "box", "outattr", "logic", "identity", "zip", "match",
-         "counter", "closure", "fmt", "nested", "cont")
+         "counter", "closure", "fmt", "nested")
+# Work on results, failing on some inputs (test_differential's continuation test mixes
+# it into the kinds above: in every program it would make too many trials raise).
+CONT_KIND = "cont"
 CALLEES = ("llm", "tool", "risky", "agent.ask", "nd", "agent.model")
 
 

@@ -461,3 +461,82 @@ def test_a_loop_over_pending_results_takes_them_one_by_one_without_waiting():
     gate.close()
     assert replays(f) == before + 1
     assert got == expected
+
+
+def test_what_a_helper_prints_and_logs_comes_in_plain_order(capsys):
+    """A fast helper on each result prints and counts: the helpers run in program
+    order, and before the body's own print, even when later results come first."""
+    seen = []
+
+    def slow(d, i):
+        gate.wait(d)
+        time.sleep((N - i) * 0.003)  # the last call finishes first
+        return f" {d} "
+
+    def tidy(text):
+        print("tidy", text.strip())
+        seen.append(text.strip())
+        return text.strip()
+
+    def body(docs):
+        seen.clear()
+        out = []
+        for i, d in enumerate(docs):
+            out.append(tidy(slow(d, i)))
+        print("done")
+        return out, list(seen)
+
+    f = jit(body)
+    expected = body(DOCS)
+    plain_out = capsys.readouterr().out
+    warm(f, DOCS, sites=1)
+    capsys.readouterr()
+    before = replays(f)
+    gate.open(N)
+    got = f(DOCS)
+    gate.close()
+    assert replays(f) == before + 1
+    assert got == expected
+    assert capsys.readouterr().out == plain_out
+
+
+def test_a_slice_and_a_percent_format_of_results_wait_for_nothing():
+    def body(docs):
+        out = []
+        for d in docs:
+            r = llm(d)
+            out.append("%s|%d" % (r[2:-2], len(r)))  # noqa: UP031  (the shape under test)
+        return out
+
+    f = jit(body)
+    expected = body(DOCS)
+    warm(f, DOCS, sites=1)
+    gate.open(N)
+    got = f(DOCS)
+    gate.close()
+    assert got == expected
+
+
+def text_of(d):
+    gate.wait(d)
+    return "   " if d == "blank" else f" {d} "
+
+
+@pytest.mark.parametrize("form", ["genexpr", "listcomp"])
+def test_a_failing_access_in_a_comprehension_shows_its_frame(form):
+    def in_genexpr(docs):
+        return "".join(text_of(d).strip()[0] for d in docs)
+
+    def in_listcomp(docs):
+        return [text_of(d).strip()[0] for d in docs]
+
+    fn = in_genexpr if form == "genexpr" else in_listcomp
+    f = jit(fn)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    docs = [*DOCS[:2], "blank", *DOCS[3:]]  # strip() leaves nothing: [0] raises IndexError
+    expected, got = _failure(fn, docs), _failure(f, docs)
+    assert replays(f) == before + 1
+    assert type(got) is type(expected) is IndexError
+    assert ([(t.name, t.lineno) for t in traceback.extract_tb(got.__traceback__)]
+            == [(t.name, t.lineno) for t in traceback.extract_tb(expected.__traceback__)])

@@ -55,7 +55,7 @@ from hypothesis import strategies as st
 
 from xcs import XcsWarning, _jit, _replay, jit
 
-from ._programs import KINDS, build, compare, render, run
+from ._programs import CONT_KIND, KINDS, build, compare, render, run
 
 PROGRAMS = 200
 CALLS_PER_PROGRAM = 4
@@ -167,7 +167,7 @@ def test_jit_matches_plain_on_generated_programs(monkeypatch):
 # tuples of results in lists; each form fails on some inputs (invalid JSON, a tuple of
 # the wrong length, None instead of a response object), so the error paths are compared
 # too, after fan-outs that make the calls worth deferring.
-cont_statement = st.tuples(st.just("cont"), st.tuples(*[st.integers(0, 7)] * 4))
+cont_statement = st.tuples(st.just(CONT_KIND), st.tuples(*[st.integers(0, 7)] * 4))
 cont_statements = st.lists(st.one_of(cont_statement, cont_statement, statement),
                            min_size=1, max_size=6).map(lambda s: [*FAN_OUT, *s])
 CONT_PROGRAMS = 120

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from xcs._graph import Graph, Node
+from xcs._trace import FRAME
 
 if TYPE_CHECKING:  # the rewrite stage needs bytecode support; analysis does not
     from xcs._rewrite import Site
@@ -58,6 +59,9 @@ class Plan:
     continued: frozenset[int] = frozenset()
     cpu_time: float = 0.0  # CPU time of the trial: a floor under the GIL
     drains: frozenset[int] = frozenset()  # sites of builtins that drain a generator expression
+    # sites of calls that stay in the body (print, a logger): the continuations made
+    # before them run first, so that what those print or log comes first, as in plain
+    settles: frozenset[int] = frozenset()
 
     @property
     def optimized(self) -> bool:
@@ -123,8 +127,10 @@ class Plan:
             notes.pop(s, None)
         plain_time = graph.duration
         drains = graph.drains if any(sites[s].genexpr for s in chosen) else frozenset()
+        settles = frozenset(s for s, nodes in by_site.items()
+                            if any(n.stays == FRAME for n in nodes)) if continued else frozenset()
         plan = cls(frozenset(chosen), plain_time, best, None, False, notes, lazy, continued,
-                   graph.cpu, drains)
+                   graph.cpu, drains, settles)
         if not chosen or plan.speedup < MIN_SPEEDUP:
             for s in chosen:  # why so little: where the body needed the results
                 used = next((n.used_at for n in by_site[s] if n.used_at), None)

@@ -486,7 +486,7 @@ class _Step:
         items = self.stack[len(self.stack) - consumed:]
         subscript = sim.ops.is_subscript(self.instr)
         held = subscript and items[0].bits & (LCT | TCT)
-        if not held and not any(v.bits & PH for v in items):
+        if not held and not any(v.bits & (PH | TCT) for v in items):
             if subscript and not items[0].bits & (ESC | PH):
                 self._item()
             else:
@@ -501,9 +501,9 @@ class _Step:
         for k, val in enumerate(self._take(consumed)):
             if subscript and k == 0:
                 continue  # the container is read, not shown to anyone: it stays fresh
-            if val.bits & (LCT | TCT):
+            if val.bits & LCT or (val.bits & TCT and subscript):
                 self._observe(base + k, val)
-            else:
+            else:  # a tuple holding placeholders (``"%s/%d" % (r, n)``) is rebuilt
                 self._escape(val)
         container = items[0].bits if subscript else 0
         result = PLAIN | PH

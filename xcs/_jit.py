@@ -297,7 +297,7 @@ class _OpHook:
     """The hooks of one operator site (``a + b``, an f-string part) or access site
     (``r.choices``, ``r[0]``, ``a, b = r``, the method of ``r.strip()``)."""
 
-    __slots__ = ("fn", "in_place", "kind", "line", "op", "state", "tls", "unpack")
+    __slots__ = ("fn", "in_place", "inner", "kind", "line", "op", "state", "tls", "unpack")
 
     def __init__(self, op: OpSite, fn: Callable[..., Any], tls: _Local,
                  state: _Function) -> None:
@@ -307,6 +307,7 @@ class _OpHook:
         self.in_place = fn in _IN_PLACE
         self.kind = _replay.OPERATOR if op.kind == "operator" else _replay.ANYWHERE
         self.unpack = op.arity if op.kind == "unpack" else 0
+        self.inner = op.inner  # its failures show the comprehension's frames too
         self.tls = tls
         self.state = state
 
@@ -334,7 +335,8 @@ class _OpHook:
         if self.unpack:  # the body's UNPACK_SEQUENCE follows, on what this returns
             if type(target) is Pending:
                 if replay:
-                    return inv.unpack(self.op, self.line, self.fn, target, self.unpack)
+                    frames = _comprehension_frames(sys._getframe(1)) if self.inner else None
+                    return inv.unpack(self.op, self.line, self.fn, target, self.unpack, frames)
                 return _replay.resolve(target)
             if replay and _owners.OWNED and not _owners.clear(operands, 0):
                 inv.touch(operands, 0)
@@ -345,9 +347,11 @@ class _OpHook:
             if replay:
                 inv.barrier()
             return self.fn(*map(_replay.resolve, operands))
-        if any(type(v) is Pending for v in operands):
+        if any(type(v) is Pending or (type(v) is tuple and _replay._holds(v))
+               for v in operands):
             if replay:
-                return inv.derive(self.op, self.line, self.fn, operands, self.kind)
+                frames = _comprehension_frames(sys._getframe(1)) if self.inner else None
+                return inv.derive(self.op, self.line, self.fn, operands, self.kind, frames)
             operands = tuple(map(_replay.resolve, operands))
         elif replay and _owners.OWNED and not _owners.clear(operands, self.kind == 1):
             inv.touch(operands, self.kind == 1)  # it reads its operands (an operator: deeply)
@@ -433,6 +437,11 @@ class _Hooks:
         inv = self.tls.cur
         if type(inv) is Invocation:
             inv.barrier()
+
+    def settle(self, _: Any) -> None:
+        inv = self.tls.cur
+        if type(inv) is Invocation:
+            inv.settle()
 
     def guard(self, target: Any) -> None:
         """Before ``target += ...`` or ``target.append(...)`` on a value the caller (or a
@@ -657,7 +666,7 @@ class _Function:
                 from xcs._rewrite import Variant
 
                 variant = Variant("replay", plan.deferred | plan.continued | plan.drains,
-                                  plan.lazy, plan.continued, plan.drains)
+                                  plan.lazy, plan.continued, plan.drains, plan.settles)
                 if self._install(variant):
                     entry.variant = variant
                     entry.status = "optimized"

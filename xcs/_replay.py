@@ -32,7 +32,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
 )
 from dataclasses import dataclass
-from types import CodeType, FrameType, MethodType, TracebackType
+from types import BuiltinFunctionType, CodeType, FrameType, MethodType, TracebackType
 from typing import Any, NamedTuple
 
 from xcs import _owners
@@ -56,6 +56,8 @@ OPERATOR, ANYWHERE = 1, 2
 # a list holding placeholders needs none of them.
 _SHALLOW_RESULT = frozenset(map(id, (len, isinstance, issubclass, id, type, callable, hasattr,
                                      bool)))
+# Callables that run no Python code of their own (``json.loads`` does: it is Python).
+_C_CALLABLES = (BuiltinFunctionType, type(str.strip), type("".strip), type(dict.__dict__["fromkeys"]))
 
 _live: weakref.WeakSet[Invocation] = weakref.WeakSet()  # invocations not yet finished
 _clock = time.perf_counter
@@ -282,6 +284,7 @@ class Invocation:
         self.cached: dict[Any, Task] = {}  # (cache, key) -> the latest call made with it
         self.failed = sys.maxsize  # program-order position of the first call that failed
         self.drained: set[FrameType] = set()  # generator expressions a builtin is draining
+        self.ordered: Task | None = None  # the latest continuation that runs Python code
         _live.add(self)
 
     # -- the body's side -----------------------------------------------------
@@ -322,13 +325,22 @@ class Invocation:
             if id(fn) in _SHALLOW_RESULT and not any(type(a) is Pending for a in args):
                 return self.call_here(fn, args, kwargs)
             if stays_here(fn):
+                self.settle()
                 return self.call_here(fn, args, kwargs)
         deps = _pending_in(args, kwargs, scan)
         if type(fn) is Pending:
             deps.append(fn.task)
-        if all(dep.state == DONE for dep in deps):
+        # Continuations that run Python code (a helper may print, log or count) run in
+        # program order, one after the other: their own effects keep plain's order.
+        python = type(fn) not in _C_CALLABLES and not isinstance(fn, type)
+        previous = self.ordered if python else None
+        if previous is not None and previous.state not in _FINISHED:
+            deps.append(previous)
+        elif all(dep.state == DONE for dep in deps):
             return self.call_here(fn, args, kwargs)
         task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
+        if python:
+            self.ordered = task
         task.inline = ANYWHERE
         task.via = via
         task.frame = frames
@@ -341,8 +353,20 @@ class Invocation:
             deps += [t for t in found if t.state not in _FINISHED and t not in deps]
         return self._enqueue(task, deps)
 
+    def settle(self) -> None:
+        """Before a call that stays in the body (``print``, a logger): the continuations
+        that run Python code made so far run first, so that what they print or log
+        comes before, as in plain; if one of them failed, raise the first failure."""
+        task = self.ordered
+        if task is None or task.state == DONE:
+            return
+        self.wait(task)
+        if task.state != DONE:
+            self.barrier()
+
     def derive(self, op: int, line: int, fn: Any, operands: tuple[Any, ...],
-               kind: int = OPERATOR) -> Any:
+               kind: int = OPERATOR,
+               frames: tuple[tuple[tuple[FrameType, int], ...], int] | None = None) -> Any:
         """An operator or an access met a placeholder: compute it when its operands
         are ready (now, if they are)."""
         deps = _pending_in(operands, {})
@@ -350,15 +374,18 @@ class Invocation:
             return fn(*map(_resolved, operands))
         task = Task(self, len(self.tasks), -1 - op, line, fn, operands, {})
         task.inline = kind
+        task.frame = frames
         return self._enqueue(task, deps)
 
-    def unpack(self, op: int, line: int, fn: Any, value: Pending, n: int) -> tuple[Any, ...]:
+    def unpack(self, op: int, line: int, fn: Any, value: Pending, n: int,
+               frames: tuple[tuple[tuple[FrameType, int], ...], int] | None = None
+               ) -> tuple[Any, ...]:
         """``a, b = r`` on a placeholder: one continuation unpacks (and raises what
         the body's UNPACK_SEQUENCE would), one per name takes its item."""
-        whole = self.derive(op, line, fn, (value,), ANYWHERE)
+        whole = self.derive(op, line, fn, (value,), ANYWHERE, frames)
         if type(whole) is not Pending:
             return tuple(whole)
-        return tuple(self.derive(op, line, operator.getitem, (whole, k), ANYWHERE)
+        return tuple(self.derive(op, line, operator.getitem, (whole, k), ANYWHERE, frames)
                      for k in range(n))
 
     def _enqueue(self, task: Task, deps: list[Task]) -> Pending:
@@ -832,9 +859,12 @@ def _with_site_traceback(error: BaseException, task: Task,
                          frame: FrameType | None) -> BaseException:
     """Give ``error`` the traceback a plain call at the task's site would have had:
     the body's frame at the call's line, then the callee's own frames."""
+    from xcs._v311 import UNPACK_CODES as helpers  # an access's own function (all versions)
+
     tb = task.tb
     while tb is not None and (tb.tb_frame.f_code in _OWN_CODE
-                              or tb.tb_frame.f_code in _TRAMPOLINES):
+                              or tb.tb_frame.f_code in _TRAMPOLINES
+                              or tb.tb_frame.f_code in helpers):
         tb = tb.tb_next
     if frame is not None:
         try:

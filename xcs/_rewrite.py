@@ -89,6 +89,7 @@ class OpSite:
     op: str
     kind: str = "operator"  # "operator", "access" or "unpack"
     arity: int = 0  # for "unpack": how many names
+    inner: bool = False  # in a comprehension (3.11) or generator expression of the body
 
     def where(self) -> str:
         return f"{self.filename.rsplit('/', 1)[-1]}:{self.line}"
@@ -109,6 +110,8 @@ class Hooks(Protocol):
     def abort(self) -> Callable[[BaseException], BaseException]: ...
     @property
     def guard(self) -> Callable[[Any], Any]: ...
+    @property
+    def settle(self) -> Callable[[Any], Any]: ...
     @property
     def touch(self) -> Callable[..., Any]: ...
     @property
@@ -139,6 +142,7 @@ class Variant:
     lazy: frozenset[int] = frozenset()
     continued: frozenset[int] = frozenset()
     drains: frozenset[int] = frozenset()  # calls that drain a generator expression first
+    settles: frozenset[int] = frozenset()  # calls before which continuations settle
 
 
 @dataclass(eq=False)
@@ -229,7 +233,8 @@ class Program:
                 op = OpSite(len(self.op_sites), code.co_qualname, code.co_filename, line,
                             _op_text(instr) if op_kind == "access" else
                             str(getattr(instr.arg, "name", instr.name)).lower(),
-                            op_kind, ops.arg(instr) if op_kind == "unpack" else 0)
+                            op_kind, ops.arg(instr) if op_kind == "unpack" else 0,
+                            kind in _RUN_IN_PLACE)
                 unit.op_ids[index] = op.id
                 self.op_sites.append(op)
                 self._op_fns.append(ops.lazy_op(instr))
@@ -429,6 +434,10 @@ class Program:
                 at(index).extend([Instr("SWAP", depth, location=loc),
                                   *ops.apply(wrap, loc),
                                   Instr("SWAP", depth, location=loc)])
+        if in_place and not trace and variant.settles:
+            for index in flow.calls:
+                if unit.site_ids[index] in variant.settles and not cfg.protected[index]:
+                    at(index).extend(_barrier(hooks.settle, cfg.instrs[index].location))
         if in_place and not trace and variant.deferred:
             self._touches(unit, flow, deferred_calls, lazy_here, hooks, at)
             for index, instr in enumerate(cfg.instrs):
@@ -597,6 +606,7 @@ class _NamedHooks:
     finish = _Named("finish")
     abort = _Named("abort")
     guard = _Named("guard")
+    settle = _Named("settle")
     touch = _Named("touch")
     touch_deep = _Named("touch_deep")
     touch_call = _Named("touch_call")

@@ -208,7 +208,7 @@ class _Open:
         self.cpu: float | None = None
         self.raised = False
         self.first_use: float | None = None
-        self.used_at: str | None = None  # where the body first needed the result
+        self.used_at: Any = None  # where the body first needed the result: (code, lasti, line)
         self.op_uses: dict[int, float] | None = None
 
 
@@ -372,11 +372,8 @@ class Recorder:
             if ev.first_use is None:
                 ev.first_use = now
                 frame = self._frame
-                if frame is not None:
-                    try:
-                        ev.used_at = where_used(frame)
-                    except Exception:  # only for explain: never let it break a trial
-                        ev.used_at = None
+                if frame is not None:  # described after the trial (see ``finish``)
+                    ev.used_at = (frame.f_code, frame.f_lasti, frame.f_lineno)
         else:
             if ev.op_uses is None:
                 ev.op_uses = {}
@@ -489,6 +486,7 @@ class Recorder:
     def finish(self, raised: bool) -> Trace:
         """The trace of the trial; drops the references kept while recording."""
         end = _clock()
+        cpu = _cpu() - self.cpu0
         for ev in self.open:
             ev.raised = raised or ev.raised
             ev.end = end
@@ -505,7 +503,7 @@ class Recorder:
                  None if ev.first_use is None else ev.first_use - t0,
                  ev.parent, ev.raised, ev.opaque, names[id(ev.fn)][1],
                  tuple((op, t - t0) for op, t in ev.op_uses.items()) if ev.op_uses else (),
-                 ev.drained, ev.used_at)
+                 ev.drained, _described_use(ev.used_at))
             for ev in self.events)
         self.keep.clear()
         self.results.clear()
@@ -514,8 +512,8 @@ class Recorder:
         self._op_shared = None
         self.events.clear()
         self.open.clear()
-        return Trace(calls, end - t0, raised, self.truncated, dict(self.op_pure),
-                     _cpu() - self.cpu0, frozenset(self.drain_sites))
+        return Trace(calls, end - t0, raised, self.truncated, dict(self.op_pure), cpu,
+                     frozenset(self.drain_sites))
 
 
 _PURE_TYPES = frozenset({str, int, float, complex, bool, bytes, type(None)})
@@ -551,22 +549,35 @@ _SKIPPED = frozenset({"CACHE", "COPY", "SWAP", "POP_TOP", "NOP", "PUSH_NULL", "E
 _described: dict[tuple[Any, int], str] = {}
 
 
+_listings: dict[Any, tuple[list[int], list[Any]]] = {}
+
+
 def where_used(frame: Any) -> str:
     """``line 42: a branch ('if', ...) tests it (if reference is not None:)``: where
     ``frame`` (the body's, stopped at a hook that resolves a value) needs the value."""
-    code, lasti = frame.f_code, frame.f_lasti
+    return describe_use(frame.f_code, frame.f_lasti, frame.f_lineno)
+
+
+def describe_use(code: Any, lasti: int, line: int) -> str:
+    """``where_used`` from a frame's code, last instruction and line, taken earlier."""
     key = (code, lasti)
     text = _described.get(key)
     if text is None:
+        import bisect
         import dis
         import linecache
 
+        listing = _listings.get(code)
+        if listing is None:
+            instrs = list(dis.get_instructions(code))
+            listing = _listings[code] = ([i.offset for i in instrs], instrs)
+            if len(_listings) > 64:
+                _listings.pop(next(iter(_listings)))
+        offsets, instrs = listing
         what = "the body reads it"
         hooks = 0
         test = False
-        for ins in dis.get_instructions(code):
-            if ins.offset <= lasti:
-                continue
+        for ins in instrs[bisect.bisect_right(offsets, lasti):]:
             owner = getattr(ins.argval, "__module__", None) or type(ins.argval).__module__
             if ins.opname == "LOAD_CONST" and str(owner).startswith("xcs"):
                 if callable(ins.argval):
@@ -585,12 +596,20 @@ def where_used(frame: Any) -> str:
             what = next((text for prefixes, text in _NEEDS
                          if ins.opname.startswith(prefixes)), f"{ins.opname} reads it")
             break
-        line = frame.f_lineno
         source = linecache.getline(code.co_filename, line).strip()
         text = f"line {line}: {what}" + (f" ({source})" if source else "")
         if len(_described) < 4096:
             _described[key] = text
     return text
+
+
+def _described_use(where: Any) -> str | None:
+    if where is None:
+        return None
+    try:
+        return describe_use(*where)
+    except Exception:  # only for explain: never let it break a trial
+        return None
 
 
 def _is_ancestor(candidate: Any, frame: Any, limit: int = 64) -> bool:

@@ -277,8 +277,13 @@ def attr_load(instr: Instr) -> list[Instr]:
     return normalize(instr)
 
 
+def _slice(container: Any, start: Any, stop: Any) -> Any:
+    return container[start:stop]
+
+
 _UNPACKERS: dict[int, Callable[[Any], tuple[Any, ...]]] = {}
-UNPACK_CODES: set[Any] = set()  # their code objects: not shown in a failure's traceback
+# The helpers' code objects: not shown in a failure's traceback.
+UNPACK_CODES: set[Any] = {_slice.__code__}
 
 
 def unpacker(n: int) -> Callable[[Any], tuple[Any, ...]]:

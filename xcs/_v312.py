@@ -25,7 +25,6 @@ from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
     arg,
     count,
     in_place,
-    is_subscript,
     is_with_enter,
     local_stores,
     pure_op,
@@ -109,7 +108,13 @@ def access_op(instr: Instr) -> Callable[..., Any] | None:
         return operator.attrgetter(attr_name(instr))
     if name in ("BINARY_SUBSCR", "UNPACK_SEQUENCE"):
         return _v311.access_op(instr)
+    if name == "BINARY_SLICE":  # ``r[1:]``
+        return _v311._slice
     return None
+
+
+def is_subscript(instr: Instr) -> bool:
+    return instr.name in ("BINARY_SUBSCR", "BINARY_SLICE")
 
 
 def lazy_op(instr: Instr) -> Callable[..., Any] | None:

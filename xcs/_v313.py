@@ -24,7 +24,6 @@ from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
     call,
     count,
     in_place,
-    is_subscript,
     is_with_enter,
     jump_backward,
     jump_forward_if_true,
@@ -142,6 +141,7 @@ def lazy_op(instr: Instr) -> Callable[..., Any] | None:
 
 
 access_op = _v312.access_op
+is_subscript = _v312.is_subscript
 
 
 def attr_load(instr: Instr) -> list[Instr]:

@@ -95,7 +95,7 @@ def call_roles(instr: Instr) -> tuple[str, ...] | None:
 def reads_deep(instr: Instr) -> bool:
     # BINARY_SUBSCR became BINARY_OP with oparg NB_SUBSCR (26): ``models[0]`` looks
     # at the list, not inside its items.
-    if is_subscript(instr):
+    if instr.name == "BINARY_OP" and arg(instr) == NB_SUBSCR:
         return False
     return _v313.reads_deep(instr)
 
@@ -120,11 +120,11 @@ NB_SUBSCR = 26  # BINARY_OP's argument for ``x[i]`` (BINARY_SUBSCR until 3.13)
 
 
 def is_subscript(instr: Instr) -> bool:
-    return instr.name == "BINARY_OP" and arg(instr) == NB_SUBSCR
+    return (instr.name == "BINARY_OP" and arg(instr) == NB_SUBSCR) or _v313.is_subscript(instr)
 
 
 def access_op(instr: Instr) -> Callable[..., Any] | None:
-    if is_subscript(instr):
+    if instr.name == "BINARY_OP" and arg(instr) == NB_SUBSCR:
         return operator.getitem
     return _v313.access_op(instr)
 
