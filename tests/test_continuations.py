@@ -540,3 +540,23 @@ def test_a_failing_access_in_a_comprehension_shows_its_frame(form):
     assert type(got) is type(expected) is IndexError
     assert ([(t.name, t.lineno) for t in traceback.extract_tb(got.__traceback__)]
             == [(t.name, t.lineno) for t in traceback.extract_tb(expected.__traceback__)])
+
+
+def test_a_loop_over_the_keys_of_a_dict_of_pending_results_waits_for_none():
+    def body(docs):
+        results = {d: llm(d) for d in docs}
+        keys = []
+        for k in results:
+            keys.append(k.upper())
+        last = llm("after")
+        return keys, results, last
+
+    f = jit(body)
+    expected = body(DOCS)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    gate.open(N + 1)
+    got = f(DOCS)
+    gate.close()
+    assert replays(f) == before + 1
+    assert got == expected

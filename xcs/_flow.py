@@ -805,7 +805,9 @@ class _Step:
         val = self.stack[-1]
         nxt = self.i + 1
         loop = nxt < len(self.sim.cfg.instrs) and self.sim.cfg.instrs[nxt].name == "FOR_ITER"
-        if not loop or not val.bits & LCT or val.bits & (NOTLIST | PH | TCT):
+        listed = not val.bits & NOTLIST
+        if not loop or not val.bits & LCT or val.bits & (PH | TCT) or not (
+                listed or not val.bits & NOTDICT):
             self._generic()
             return
         base = len(self.stack) - 1
@@ -813,7 +815,8 @@ class _Step:
         self.consumed, self.kept_items = 1, []
         if self.touching:
             self.touch.append(self._depth_of(base))
-        self.fill = Val(PLAIN | ITEMS | (val.bits & TLCT))
+        # A list's items may be placeholders; a dict's keys never are.
+        self.fill = Val(PLAIN | ITEMS | (val.bits & TLCT)) if listed else CLEAN
 
     def _op_FOR_ITER(self) -> None:
         self._generic()
