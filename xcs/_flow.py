@@ -488,7 +488,7 @@ class _Step:
         held = subscript and items[0].bits & (LCT | TCT)
         if not held and not any(v.bits & (PH | TCT) for v in items):
             if subscript and not items[0].bits & (ESC | PH):
-                self._item()
+                self._item(consumed)
             else:
                 self._generic()
             return
@@ -513,11 +513,13 @@ class _Step:
             result |= LCT
         self._done([Val(result)])
 
-    def _item(self) -> None:
-        """``d[key]`` on a list or dict the body built and nobody saw: it stays so."""
-        base = len(self.stack) - 2
-        _, key = self._take(2)
-        self._observe(base + 1, key)
+    def _item(self, consumed: int) -> None:
+        """``d[key]`` (or ``xs[a:b]``) on a list or dict the body built and nobody saw:
+        it stays so."""
+        base = len(self.stack) - consumed
+        _, *keys = self._take(consumed)
+        for k, key in enumerate(keys, start=1):
+            self._observe(base + k, key)
         if self.touching:
             self.touch.append(self._depth_of(base))
         self._done([CLEAN])
