@@ -560,3 +560,27 @@ def test_a_loop_over_the_keys_of_a_dict_of_pending_results_waits_for_none():
     gate.close()
     assert replays(f) == before + 1
     assert got == expected
+
+
+def test_the_root_loggers_functions_stay_in_the_body_in_order(caplog):
+    """``logging.info("got %s", r)`` on each result: logged by the body's thread, in
+    program order, with the real values (never a placeholder)."""
+    import logging
+
+    def body(docs):
+        out = []
+        for d in docs:
+            r = llm(d)
+            logging.info("got %s", r.strip())
+            out.append(r)
+        return out
+
+    f = jit(body)
+    with caplog.at_level(logging.INFO):
+        expected = body(DOCS)
+        plain = [(rec.getMessage(), rec.threadName) for rec in caplog.records]
+        warm(f, DOCS)
+        caplog.clear()
+        assert f(DOCS) == expected
+        got = [(rec.getMessage(), rec.threadName) for rec in caplog.records]
+    assert got == plain

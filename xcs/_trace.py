@@ -57,6 +57,9 @@ _cpu = time.thread_time
 _FRAME_SENSITIVE = frozenset(map(id, (
     super, locals, vars, globals, eval, exec, dir, print, input, breakpoint,
     sys._getframe, inspect.currentframe, inspect.stack, warnings.warn,
+    # the root logger's functions, like a logger's methods: the record names the caller
+    logging.debug, logging.info, logging.warning, logging.error, logging.exception,
+    logging.critical, logging.log,
 )))
 
 
