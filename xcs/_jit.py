@@ -246,13 +246,10 @@ class _SiteHook:
         inv = self.tls.cur
         if type(inv) is not Invocation:
             return fn(*args, **kwargs)
-        if shares_state(fn, self.state.prefix) or (
-                self.genexpr and sys._getframe(1) not in inv.drained):
+        if self._kept_here(inv, fn):
             return inv.call_here(fn, args, kwargs)
         try:
-            if self.via is None:
-                self.via = _replay.trampoline(*self.where)
-            frames = _comprehension_frames(sys._getframe(1)) if self.comprehension else None
+            frames = self._frames()
         except Exception as exc:
             self.state._internal(exc)
             return inv.call_here(fn, args, kwargs)
@@ -263,19 +260,27 @@ class _SiteHook:
         inv = self.tls.cur
         if type(inv) is not Invocation:  # not in a replay: nothing can be pending
             return fn(*args, **kwargs)
-        if stays_here(fn) or shares_state(fn, self.state.prefix) or (
-                self.genexpr and sys._getframe(1) not in inv.drained):
-            # A callee unlike the trial's, or a generator expression that no builtin
-            # drains (its consumer would see the placeholders): keep it here.
-            return inv.call_here(fn, args, kwargs)
+        if stays_here(fn) or self._kept_here(inv, fn):
+            return inv.call_here(fn, args, kwargs)  # a callee unlike the trial's: keep it here
         try:
-            if self.via is None:
-                self.via = _replay.trampoline(*self.where)
-            frames = _comprehension_frames(sys._getframe(1)) if self.comprehension else None
+            frames = self._frames()
             return inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via, frames)
         except Exception as exc:
             self.state._internal(exc)
         return inv.call_here(fn, args, kwargs)
+
+    def _kept_here(self, inv: Invocation, fn: Any) -> bool:
+        """A closure sharing the body's state, or a call of a generator expression that no
+        builtin drains (its consumer would see the placeholders): made in the body."""
+        return shares_state(fn, self.state.prefix) or (
+            self.genexpr and sys._getframe(2) not in inv.drained)
+
+    def _frames(self) -> tuple[tuple[tuple[Any, int], ...], int] | None:
+        """The trampoline the callee runs under (made once), and the frames making the
+        call when they are not the body's own (see ``_comprehension_frames``)."""
+        if self.via is None:
+            self.via = _replay.trampoline(*self.where)
+        return _comprehension_frames(sys._getframe(2)) if self.comprehension else None
 
 
 def _comprehension_frames(frame: Any) -> tuple[tuple[tuple[Any, int], ...], int]:

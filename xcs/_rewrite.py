@@ -489,11 +489,11 @@ class Program:
                     out += [Instr("BUILD_TUPLE", lazy_here[index], location=loc),
                             *ops.apply(hooks.lazy(unit.op_ids[index]), loc)]
                     if index in methods:  # then the slot, as the opener would push it
-                        out += ops.attr_load(item)[1:]
+                        out += ops.normalize(item)[1:]
                     elif item.name == "UNPACK_SEQUENCE":  # of the tuple the hook returned
                         out.append(item.copy())
                 elif index in methods:  # traced: the load, its probe, then the slot
-                    load, *rest = ops.attr_load(item)
+                    load, *rest = ops.normalize(item)
                     out += [load, *ops.apply(hooks.op_after(unit.op_ids[index]), loc), *rest]
                 else:
                     out.extend(self._replace(unit, index, item, normalize, children, trace,

@@ -271,12 +271,6 @@ def is_subscript(instr: Instr) -> bool:
     return instr.name == "BINARY_SUBSCR"
 
 
-def attr_load(instr: Instr) -> list[Instr]:
-    """A method-form opener split into the attribute load and what completes the
-    opener around it: (the load, the instructions that then push the NULL slot)."""
-    return normalize(instr)
-
-
 def _slice(container: Any, start: Any, stop: Any) -> Any:
     return container[start:stop]
 

@@ -121,10 +121,6 @@ def lazy_op(instr: Instr) -> Callable[..., Any] | None:
     return pure_op(instr) or access_op(instr)
 
 
-def attr_load(instr: Instr) -> list[Instr]:
-    return normalize(instr)
-
-
 def apply(hook: object, loc: Any = None) -> list[Instr]:
     return [Instr("LOAD_CONST", hook, location=loc), Instr("SWAP", 2, location=loc),
             Instr("CALL", 0, location=loc)]

@@ -144,10 +144,6 @@ access_op = _v312.access_op
 is_subscript = _v312.is_subscript
 
 
-def attr_load(instr: Instr) -> list[Instr]:
-    return normalize(instr)
-
-
 def jump_forward_if_false(target: Label, loc: Any = None) -> list[Instr]:
     # Conditional jumps take an exact bool since 3.13 (the compiler puts TO_BOOL first).
     return [Instr("TO_BOOL", location=loc), Instr("POP_JUMP_IF_FALSE", target, location=loc)]

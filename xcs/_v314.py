@@ -25,7 +25,6 @@ from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
     _bits,
     apply,
     arg,
-    attr_load,
     attr_name,
     call,
     count,

@@ -24,7 +24,6 @@ from xcs._v314 import (  # noqa: F401  (re-exported: unchanged since 3.14)
     access_op,
     apply,
     arg,
-    attr_load,
     attr_name,
     call,
     call_roles,
