@@ -141,6 +141,20 @@ SHAPES = [attribute_chain, str_method, loads, with_len, unpacking, cache_of_pend
 DOCS = [f"d{i}" for i in range(N)]
 
 
+def through_gate(f, docs, parties):
+    """Warm ``f`` up, then replay it once with every call waiting until ``parties``
+    calls run at once (a replay that waits for one of them breaks the barrier)."""
+    warm(f, docs, sites=1)
+    before = replays(f)
+    gate.open(parties)
+    try:
+        got = f(docs)
+    finally:
+        gate.close()
+    assert replays(f) == before + 1, f.explain()
+    return got
+
+
 @pytest.fixture(autouse=True)
 def closed_gate():
     gate.close()
@@ -329,12 +343,7 @@ GENEXPRS = [joined, summed, as_dict, by_length]
 def test_a_generator_expression_drained_by_a_builtin_overlaps_its_calls(shape):
     f = jit(shape)
     expected = shape(DOCS)
-    warm(f, DOCS, sites=1)
-    before = replays(f)
-    gate.open(N)
-    got = f(DOCS)
-    gate.close()
-    assert replays(f) == before + 1, f.explain()
+    got = through_gate(f, DOCS, N)
     assert got == expected
 
 
@@ -454,12 +463,7 @@ def test_a_loop_over_pending_results_takes_them_one_by_one_without_waiting():
 
     f = jit(collect)
     expected = collect(DOCS)
-    warm(f, DOCS, sites=1)
-    before = replays(f)
-    gate.open(N + 1)
-    got = f(DOCS)
-    gate.close()
-    assert replays(f) == before + 1
+    got = through_gate(f, DOCS, N + 1)
     assert got == expected
 
 
@@ -553,12 +557,7 @@ def test_a_loop_over_the_keys_of_a_dict_of_pending_results_waits_for_none():
 
     f = jit(body)
     expected = body(DOCS)
-    warm(f, DOCS, sites=1)
-    before = replays(f)
-    gate.open(N + 1)
-    got = f(DOCS)
-    gate.close()
-    assert replays(f) == before + 1
+    got = through_gate(f, DOCS, N + 1)
     assert got == expected
 
 
