@@ -15,6 +15,7 @@ Run it on its own for the examples' ``--base-url``::
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import json
 import threading
@@ -64,8 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         chat = self.server.chat
         if not chat.enter():
-            self._reply(429, _error(f"rate limit: more than {chat.limit} requests at once",
-                                    "rate_limit_exceeded"))
+            self._reply(429, _error("rate limit exceeded", "rate_limit_exceeded"))
             return
         try:
             time.sleep(chat.latency)
@@ -128,11 +128,17 @@ class ChatServer:
         limit: answer 429 to a request that would make more than ``limit``
             requests run at once; ``None`` for no limit.
         port: the port to bind; 0 picks a free one.
+        rate: ``(n, seconds)``: answer 429 to a request that arrives when ``n``
+            requests were served in the last ``seconds`` (a provider's
+            sliding-window rate limit); ``None`` for no limit.
     """
 
-    def __init__(self, latency: float = 0.1, limit: int | None = None, port: int = 0) -> None:
+    def __init__(self, latency: float = 0.1, limit: int | None = None, port: int = 0,
+                 rate: tuple[int, float] | None = None) -> None:
         self.latency = latency
         self.limit = limit
+        self.rate = rate
+        self._arrivals: collections.deque[float] = collections.deque()
         self._port = port
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
@@ -146,12 +152,23 @@ class ChatServer:
             self.refused = 0  # requests answered 429
             self.running = 0
             self.peak = 0  # most completions in progress at the same time
+            self._arrivals.clear()
 
     def enter(self) -> bool:
         with self._lock:
             if self.limit is not None and self.running >= self.limit:
                 self.refused += 1
                 return False
+            if self.rate is not None:
+                n, seconds = self.rate
+                now = time.monotonic()
+                arrivals = self._arrivals
+                while arrivals and arrivals[0] <= now - seconds:
+                    arrivals.popleft()
+                if len(arrivals) >= n:
+                    self.refused += 1
+                    return False
+                arrivals.append(now)
             self.running += 1
             self.requests += 1
             self.peak = max(self.peak, self.running)

@@ -27,7 +27,8 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import pytest
 
-from xcs import XcsError, XcsWarning, _jit, _replay, jit
+import xcs
+from xcs import XcsError, XcsWarning, _executors, _jit, _replay, jit
 from xcs._replay import Pending
 
 from . import _elsewhere
@@ -36,15 +37,22 @@ from .conftest import Forwarding, Model, OwnThreads
 FAST = 0.003  # latency of a simulated call: slow enough to be deferred, cheap to run
 
 
-@pytest.fixture(autouse=True, params=["pool", "forwarding", "own-threads"])
+@pytest.fixture(autouse=True, params=["pool", "forwarding", "own-threads", "throttle"])
 def default_executor(request, monkeypatch):
     """Every contract test runs on the shared thread pool and, as jit's default, on two
-    executors that are no ThreadPoolExecutor: a forwarding wrapper and one of its own."""
+    executors that are no ThreadPoolExecutor (a forwarding wrapper and one of its own)
+    and on a throttle, which must change when calls start, never what is called."""
     if request.param == "pool":
         yield
         return
+    if request.param == "throttle":
+        inner = ThreadPoolExecutor(16, thread_name_prefix="throttled")
+        monkeypatch.setattr(_executors, "_default", xcs.throttle(inner, max_in_flight=4))
+        yield
+        inner.shutdown(wait=True)
+        return
     pool = Forwarding(16) if request.param == "forwarding" else OwnThreads(16)
-    monkeypatch.setattr(_jit, "_default", pool)
+    monkeypatch.setattr(_executors, "_default", pool)
     yield
     pool.shutdown(wait=True)
 
@@ -936,6 +944,11 @@ def test_stats_report_no_replay_for_a_plain_signature():
     for _ in range(4):
         chain(m, "x")
     (sig,) = chain.stats().signatures
+    if isinstance(_executors.default_executor(), _executors.Throttle):
+        # On a throttle every slow call goes through it, or it would not count against
+        # the cap: the chain is deferred, one call at a time.
+        assert sig.status == "optimized" and sig.replays == 3 and sig.deferred_sites
+        return
     assert sig.status == "plain" and sig.reason
     assert (sig.replays, sig.measured_speedup, sig.deferred_sites) == (0, None, ())
 

@@ -42,6 +42,10 @@ class ExecutorFacts:
     workers: int  # how many calls can run at once
     threads: bool  # workers are threads of this process
     gil: bool  # and pure-Python code in them is serialized by the GIL
+    # a throttle: calls wait for its slots and start ``interval`` seconds apart; every
+    # slow call that may be deferred is, so that the cap holds for all of them
+    throttled: bool = False
+    interval: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class Plan:
     # sites of calls that stay in the body (print, a logger): the continuations made
     # before them run first, so that what those print or log comes first, as in plain
     settles: frozenset[int] = frozenset()
+    # deferred site -> for each of its calls in the trial, the time of the longest
+    # chain of calls from it to the end: on a throttle, the larger starts first
+    ranks: dict[int, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def optimized(self) -> bool:
@@ -95,7 +102,7 @@ class Plan:
             by_site[node.site].append(node)
         candidates = sorted(s for s in by_site if s not in notes)
         slow = sum(len(by_site[s]) for s in candidates)
-        if slow < 2:
+        if slow < 2 - facts.throttled:
             reason = ("no calls recorded" if not graph.nodes else
                       "fewer than two slow calls that could be deferred")
             kept = [why for why in notes.values() if "fast" not in why]
@@ -108,10 +115,12 @@ class Plan:
         lazy = frozenset(op for op, pure in graph.op_pure.items() if pure) | accesses
         chosen = set(candidates)
         continued = _continuations(graph, chosen, notes)
-        floor = _cpu_floor(graph, facts)
+        floor = max(_cpu_floor(graph, facts), slow * facts.interval)
         best = max(simulate(graph, chosen, facts, gathers, lazy, continued), floor)
         # Drop sites whose deferral buys nothing (their result is used at once).
         for s in sorted(candidates, key=lambda s: sum(n.duration for n in by_site[s])):
+            if facts.throttled:
+                break  # on a throttle, a call in the body would not count against its cap
             rest = chosen - {s}
             trial = max(simulate(graph, rest, facts, gathers, lazy,
                                  _continuations(graph, rest, notes)), floor)
@@ -130,8 +139,8 @@ class Plan:
         settles = frozenset(s for s, nodes in by_site.items()
                             if any(n.stays == FRAME for n in nodes)) if continued else frozenset()
         plan = cls(frozenset(chosen), plain_time, best, None, False, notes, lazy, continued,
-                   graph.cpu, drains, settles)
-        if not chosen or plan.speedup < MIN_SPEEDUP:
+                   graph.cpu, drains, settles, _ranks(graph, chosen))
+        if not chosen or (plan.speedup < MIN_SPEEDUP and not facts.throttled):
             for s in chosen:  # why so little: where the body needed the results
                 used = next((n.used_at for n in by_site[s] if n.used_at), None)
                 if used:
@@ -160,6 +169,21 @@ class Plan:
         for s in sorted(self.notes):
             lines.append(f"  not deferred: {where.get(s, f'site {s}')}: {self.notes[s]}")
         return "\n".join(lines)
+
+
+def _ranks(graph: Graph, sites: set[int]) -> dict[int, tuple[float, ...]]:
+    """For each call at ``sites``, in order, the duration of the longest chain of calls
+    that starts with it (its "bottom level"): list scheduling's priority."""
+    level = [0.0] * len(graph.nodes)
+    for node in reversed(graph.nodes):  # a node's dependents come after it
+        level[node.id] += node.duration
+        for dep in node.deps:
+            level[dep] = max(level[dep], level[node.id])
+    ranks: dict[int, list[float]] = defaultdict(list)
+    for node in graph.nodes:
+        if node.site in sites:
+            ranks[node.site].append(level[node.id])
+    return {site: tuple(levels) for site, levels in ranks.items()}
 
 
 def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],

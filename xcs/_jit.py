@@ -22,14 +22,15 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import FunctionType, GeneratorType, MethodType
 from typing import TYPE_CHECKING, Any
 
 from xcs import _compat, _explain, _owners, _replay
-from xcs._analyze import ExecutorFacts, Plan
+from xcs._analyze import MIN_DURATION, ExecutorFacts, Plan
 from xcs._errors import RewriteError, XcsTypeError, XcsValueError, XcsWarning
+from xcs._executors import DEFAULT_WORKERS, Throttle, default_executor, remote
 from xcs._graph import Graph
 from xcs._replay import Invocation, Pending, Timeline
 from xcs._trace import Recorder, drains, pure_value, shares_state, stays_here
@@ -39,11 +40,12 @@ if TYPE_CHECKING:
 
 __all__ = ["SignatureStats", "Stats", "jit"]
 
-DEFAULT_WORKERS = 512  # threads are started on demand; I/O-bound calls need many
 MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped first)
 MAX_TRIALS = 3  # trials per signature while the evidence is too thin to decide
 MAX_REPLAY_BODIES = 8  # distinct replay copies of one function's body
 
+# Callees a trial's throttle does not gate: builtins and methods of builtin types.
+_UNGATED = (*_replay.C_CALLABLES, type)
 _OWNED = _owners.OWNED  # module globals: the touch hook runs before every read of a replay
 _BOUND = _owners.BOUND
 # In-place operators: on a mutable left operand they change it where the caller may see it.
@@ -51,18 +53,6 @@ _IN_PLACE = frozenset({operator.iadd, operator.isub, operator.imul, operator.imo
                        operator.ifloordiv, operator.itruediv})
 log = logging.getLogger("xcs")
 log.addHandler(logging.NullHandler())  # a library logs; it never prints by itself
-_default: ThreadPoolExecutor | None = None
-_default_lock = threading.Lock()
-
-
-def default_executor() -> ThreadPoolExecutor:
-    """The shared thread pool that jitted functions use unless given an executor."""
-    global _default
-    if _default is None:
-        with _default_lock:
-            if _default is None:
-                _default = ThreadPoolExecutor(DEFAULT_WORKERS, thread_name_prefix="xcs")
-    return _default
 
 
 _HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -93,7 +83,9 @@ def _facts(executor: Executor) -> ExecutorFacts:
             workers = None
     if not isinstance(workers, int) or workers < 1:
         workers = DEFAULT_WORKERS
-    return ExecutorFacts(workers, not _replay.remote(executor), _compat.gil_enabled())
+    throttled = isinstance(executor, Throttle)
+    return ExecutorFacts(workers, not remote(executor), _compat.gil_enabled(), throttled,
+                         executor.interval if isinstance(executor, Throttle) else 0.0)
 
 
 def _distinct(items: Any) -> tuple[Any, ...]:
@@ -103,6 +95,12 @@ def _distinct(items: Any) -> tuple[Any, ...]:
 
 class _Local(threading.local):
     cur: Any = None  # the Recorder or Invocation of the innermost call in this thread
+    # a trial's calls on a throttle in progress in this thread: (site, took a slot,
+    # started), outermost first
+    gated: list[tuple[int, bool, float]]
+
+    def __init__(self) -> None:
+        self.gated = []
 
 
 @dataclass(frozen=True)
@@ -199,6 +197,8 @@ class _SiteHook:
     def before(self, fn: Any, /, *operands: Any) -> None:
         rec = self.tls.cur
         if type(rec) is Recorder:
+            if self.state.throttle is not None:
+                self._gate(fn)  # before the call's clock starts: waiting is not its time
             try:
                 rec.before(self.site, fn, operands)
             except Exception as exc:
@@ -211,7 +211,39 @@ class _SiteHook:
                 rec.after(self.site, result)
             except Exception as exc:
                 self.state.broken(rec, exc)
+            if self.tls.gated:
+                self._ungate()
         return result
+
+    def _gate(self, fn: Any) -> None:
+        """On a throttle, a trial's call of a Python callee takes a slot and the rate,
+        as its deferred calls will: the limits hold on the first call too.  Builtins
+        (``len``, ``str.strip``) and sites whose calls proved fast do not.  A call
+        made inside another (a generator expression a helper drains) takes the rate
+        in the outer call's slot."""
+        state = self.state
+        if self.site in state.fast_sites or isinstance(fn, _UNGATED) or type(fn) is GeneratorType:
+            return
+        assert state.throttle is not None
+        gated = self.tls.gated
+        if gated:
+            state.throttle.acquire_rate()
+            took = False
+        else:
+            took = state.throttle.acquire()
+        gated.append((self.site, took, time.perf_counter()))
+
+    def _ungate(self) -> None:
+        gated = self.tls.gated
+        while gated:  # entries above this site's are calls that raised
+            site, took, started = gated.pop()
+            if took:
+                assert self.state.throttle is not None
+                self.state.throttle.release()
+            if site == self.site:
+                if time.perf_counter() - started < MIN_DURATION:
+                    self.state.fast_sites.add(site)
+                return
 
     def wrap(self, fn: Any) -> Any:
         return functools.partial(self.defer, fn)
@@ -504,6 +536,8 @@ class _Function:
         self.name = fn.__qualname__
         self.prefix = self.name + ".<locals>."  # qualnames of the functions the body defines
         self.executor = executor
+        self.throttle = executor if isinstance(executor, Throttle) else None
+        self.fast_sites: set[int] = set()  # sites whose calls a throttle need not gate
         self.tls = _Local()
         self.lock = threading.RLock()
         self.entries: OrderedDict[Any, _Entry] = OrderedDict()
@@ -617,7 +651,7 @@ class _Function:
                 start = time.perf_counter()
                 prev = self.tls.cur
                 inv = Invocation(executor, lambda inv, raised: self._replayed(
-                    entry, inv, prev, start, raised))
+                    entry, inv, prev, start, raised), entry.plan.ranks if entry.plan else None)
                 self.tls.cur = inv
                 return k
             if status == "new":
@@ -647,6 +681,10 @@ class _Function:
     def end_trial(self, rec: Recorder, raised: bool) -> None:
         entry, prev = rec.context  # type: ignore[attr-defined]
         self.tls.cur = prev
+        while self.tls.gated:  # slots of a throttle still taken by calls that raised
+            if self.tls.gated.pop()[1]:
+                assert self.throttle is not None
+                self.throttle.release()
         try:
             trace = rec.finish(raised)
             if getattr(rec, "failure", None):

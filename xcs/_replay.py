@@ -28,7 +28,6 @@ from concurrent.futures import (
     CancelledError,
     Executor,
     Future,
-    ProcessPoolExecutor,
     ThreadPoolExecutor,
 )
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from types import BuiltinFunctionType, CodeType, FrameType, MethodType, Tracebac
 from typing import Any, NamedTuple
 
 from xcs import _owners
+from xcs._executors import Throttle, picklable, remote
 from xcs._trace import pure_value, stays_here, where_used
 
 __all__ = ["Invocation", "Pending", "Span", "Timeline", "resolve"]
@@ -57,7 +57,7 @@ OPERATOR, ANYWHERE = 1, 2
 _SHALLOW_RESULT = frozenset(map(id, (len, isinstance, issubclass, id, type, callable, hasattr,
                                      bool)))
 # Callables that run no Python code of their own (``json.loads`` does: it is Python).
-_C_CALLABLES = (BuiltinFunctionType, type(str.strip), type("".strip), type(dict.__dict__["fromkeys"]))
+C_CALLABLES = (BuiltinFunctionType, type(str.strip), type("".strip), type(dict.__dict__["fromkeys"]))
 
 _live: weakref.WeakSet[Invocation] = weakref.WeakSet()  # invocations not yet finished
 _clock = time.perf_counter
@@ -140,6 +140,7 @@ class Task:
         "name",
         "owns",
         "placeholders",
+        "rank",
         "seq",
         "site",
         "started",
@@ -167,7 +168,8 @@ class Task:
         self.deps: list[Task] = []
         self.deps_left = 0
         self.dependents: list[Task] = []
-        self.future: Future[Any] | None = None
+        self.future: Future[Any] | None = None  # from a remote executor or a throttle
+        self.rank = 0.0  # on a throttle: the trial's longest chain of calls from this one
         self.name = ("a method of a result" if type(fn) is Pending  # ``r.strip()``
                      else getattr(fn, "__qualname__", None) or type(fn).__qualname__)
         self.started = self.ended = 0.0
@@ -231,41 +233,16 @@ def remote_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
     return value, started, time.time(), where
 
 
-_CLOUDPICKLING = ("loky", "distributed", "dask")
-
-
-def remote(executor: Executor) -> bool:
-    """Whether ``executor`` runs calls in other processes, so that they must be pickled.
-
-    Every other executor (a thread pool, a forwarding wrapper, a user's own) runs
-    them in this process: its tasks get the caller's contextvars, and a task not
-    started yet can be taken back by a thread that waits for it.
-    """
-    return (isinstance(executor, ProcessPoolExecutor)
-            or type(executor).__module__.split(".")[0] in _CLOUDPICKLING)
-
-
-def _picklable(executor: Executor, task: Task) -> bool:
-    """Whether a process or cluster executor will be able to send ``task`` to a worker."""
-    if type(executor).__module__.split(".")[0] in _CLOUDPICKLING:
-        try:
-            import cloudpickle as pickler  # type: ignore[import-not-found,import-untyped,unused-ignore]
-        except ImportError:
-            import pickle as pickler
-    else:
-        import pickle as pickler
-    try:
-        pickler.dumps((task.fn, task.args, task.kwargs))
-    except Exception:
-        return False
-    return True
-
-
 class Invocation:
     """The deferred calls of one replayed call of a jitted function."""
 
-    def __init__(self, executor: Executor, on_exit: Any = None) -> None:
+    def __init__(self, executor: Executor, on_exit: Any = None,
+                 ranks: dict[int, tuple[float, ...]] | None = None) -> None:
         self.executor = executor
+        # A throttle queues calls: those with a longer chain behind them start first.
+        self.throttle = executor if isinstance(executor, Throttle) else None
+        self.ranks = ranks if self.throttle is not None else None  # site -> rank per call
+        self.made: dict[int, int] = {}  # site -> calls deferred there so far (for ranks)
         self.claimable = not remote(executor)
         # A pool of ours runs every task it accepts; another executor may fail one
         # (a wrapper around a process pool cannot pickle it): watch its futures.
@@ -304,6 +281,12 @@ class Invocation:
         task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
         task.via = via
         task.frame = frames
+        if self.ranks is not None:
+            n = self.made.get(site, 0)
+            self.made[site] = n + 1
+            levels = self.ranks.get(site)
+            if levels:
+                task.rank = levels[min(n, len(levels) - 1)]
         deps = _pending_in(args, kwargs, scan)
         if type(fn) is Pending:  # ``r.strip`` of a result: called when it exists
             deps.append(fn.task)
@@ -332,7 +315,7 @@ class Invocation:
             deps.append(fn.task)
         # Continuations that run Python code (a helper may print, log or count) run in
         # program order, one after the other: their own effects keep plain's order.
-        python = type(fn) not in _C_CALLABLES and not isinstance(fn, type)
+        python = type(fn) not in C_CALLABLES and not isinstance(fn, type)
         previous = self.ordered if python else None
         if previous is not None and previous.state not in _FINISHED:
             deps.append(previous)
@@ -486,7 +469,10 @@ class Invocation:
                 # A worker waiting for a queued call runs it itself, so that nested
                 # jitted functions cannot deadlock a small pool; any other thread
                 # waits, so that a pool of N workers never runs more than N calls.
-                if (state == QUEUED and self.claimable and _worker.busy) or (
+                # On a throttle: a thread whose call holds a slot (a trial's call, a
+                # deferred one) runs it in that slot, or the slot would never free.
+                if (state == QUEUED and self.claimable and (
+                        _worker.busy if self.throttle is None else self.throttle.holds_slot())) or (
                         state == HELD and threading.get_ident() == self.body):
                     task.state = RUNNING
                     run_here = True
@@ -502,7 +488,14 @@ class Invocation:
                     self.cond.wait()
                     continue
             if run_here:
-                task.execute()
+                if state == QUEUED and self.throttle is not None:
+                    # In the slot this worker's call holds, at the throttle's rate; its
+                    # place in the queue is given up (it would run nothing).
+                    assert task.future is not None
+                    task.future.cancel()
+                    self.throttle.run_in_slot(task.execute)
+                else:
+                    task.execute()
             elif dep is not None:
                 stack.append(dep)
         else:
@@ -641,16 +634,20 @@ class Invocation:
             task.state = QUEUED
         try:
             future: Future[Any]
-            if self.claimable:
+            if self.throttle is not None and self.claimable:
+                future = task.future = self.throttle.submit_ranked(task.rank, task.run)
+                future.add_done_callback(functools.partial(self._lost, task))
+            elif self.claimable:
                 future = self.executor.submit(task.run)
                 if self.watch:
                     future.add_done_callback(functools.partial(self._lost, task))
             else:
-                if not _picklable(self.executor, task):
+                if not picklable(self.executor, (task.fn, task.args, task.kwargs)):
                     raise _Unpicklable(f"cannot pickle {task.name}() to send it to the executor's "
                                        "workers")
-                future = self.executor.submit(remote_call, task.fn, task.args, task.kwargs)
-                task.future = future
+                submit = (self.executor.submit if self.throttle is None
+                          else functools.partial(self.throttle.submit_ranked, task.rank))
+                future = task.future = submit(remote_call, task.fn, task.args, task.kwargs)
                 future.add_done_callback(task.from_future)
         except BaseException as exc:
             self.refused = exc
@@ -699,9 +696,12 @@ class Invocation:
         with self.cond:
             for task in self.tasks:
                 if task.state in (WAITING, QUEUED, HELD):
-                    if task.future is not None and not task.future.cancel():
+                    if (not self.claimable and task.future is not None
+                            and not task.future.cancel()):
                         continue  # already running in a foreign executor
                     task.state = CANCELLED
+                    if self.throttle is not None and task.future is not None:
+                        task.future.cancel()  # leave the throttle's queue: it would run nothing
                     task.fn = task.args = task.kwargs = task.ctx = None
                     if task.owns:
                         _owners.disown(task)

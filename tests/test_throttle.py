@@ -1,0 +1,307 @@
+"""xcs.throttle: a cap on calls in flight and on their start rate, shared by every user.
+
+Overlap is proven with barriers, never with timings; the rate is checked on
+the start times the callees see, with wide margins (a loaded machine delays a
+thread after it may start, never before).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+import xcs
+from xcs import jit
+
+from .openai_server import ChatServer, completion_text
+
+BARRIER_TIMEOUT = 10.0  # seconds: a barrier that times out means the calls did not overlap
+
+
+class Meter:
+    """What a callee records: how many run at once, the most ever, and when each started."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+        self.starts: list[float] = []
+        self.order: list[object] = []
+
+    def __enter__(self) -> Meter:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            self.starts.append(time.monotonic())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self.lock:
+            self.running -= 1
+
+    def reset(self) -> None:
+        with self.lock:
+            self.peak = self.running
+            self.starts.clear()
+            self.order.clear()
+
+
+# -- arguments -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "error", "named"), [
+    ({}, ValueError, "needs a limit"),
+    ({"max_in_flight": 0}, ValueError, "max_in_flight must be at least 1, not 0"),
+    ({"max_in_flight": 2.5}, TypeError, "max_in_flight must be an int, not float"),
+    ({"max_in_flight": True}, TypeError, "max_in_flight must be an int, not bool"),
+    ({"per_second": 0}, ValueError, "per_second must be a positive finite number, not 0"),
+    ({"per_second": -3}, ValueError, "per_second must be a positive finite number, not -3"),
+    ({"per_minute": float("nan")}, ValueError, "per_minute must be a positive finite number, not nan"),
+    ({"per_minute": float("inf")}, ValueError, "per_minute must be a positive finite number"),
+    ({"per_second": "10"}, TypeError, "per_second must be a number, not str"),
+    ({"executor": "pool", "max_in_flight": 2}, TypeError,
+     "executor must be a concurrent.futures.Executor, not str"),
+])
+def test_bad_arguments_are_refused_with_the_offender_named(kwargs, error, named):
+    with pytest.raises(error, match=named.replace("(", r"\(")):
+        xcs.throttle(**kwargs)
+
+
+def test_a_throttle_is_an_executor_that_runs_what_it_is_given():
+    with ThreadPoolExecutor(4) as pool:
+        throttle = xcs.throttle(pool, max_in_flight=2)
+        futures = [throttle.submit(pow, 2, k) for k in range(10)]
+        assert [f.result(timeout=10) for f in futures] == [2 ** k for k in range(10)]
+        failing = throttle.submit(int, "x")
+        with pytest.raises(ValueError, match="invalid literal"):
+            failing.result(timeout=10)
+        throttle.shutdown()
+        with pytest.raises(RuntimeError, match="after shutdown"):
+            throttle.submit(pow, 2, 2)
+        assert pool.submit(pow, 3, 2).result() == 9  # the wrapped pool is not shut down
+
+
+# -- the cap --------------------------------------------------------------------------
+
+
+def test_the_cap_holds_exactly_across_two_jitted_functions_on_two_threads():
+    """Peak in flight is exactly the cap: a barrier of 3 proves 3 run at once, the meter
+    that never more do, while two functions on two threads share the throttle."""
+    cap = 3
+    meter = Meter()
+    barrier: list[threading.Barrier] = []
+
+    def llm(x):
+        with meter:
+            if barrier:
+                barrier[0].wait(BARRIER_TIMEOUT)
+            time.sleep(0.005)
+        return f"<{x}>"
+
+    throttle = xcs.throttle(max_in_flight=cap)
+
+    @jit(executor=throttle)
+    def drafts(n):
+        return [llm(f"draft {i}") for i in range(n)]
+
+    @jit(executor=throttle)
+    def summaries(docs):
+        return {d: llm(d) for d in docs}
+
+    docs = [f"doc {i}" for i in range(6)]
+    expected = (drafts.__wrapped__(6), summaries.__wrapped__(docs))
+    assert (drafts(6), summaries(docs)) == expected  # the trials
+    barrier.append(threading.Barrier(cap))
+    meter.reset()
+    results: dict[str, object] = {}
+    threads = [threading.Thread(target=lambda: results.update(a=drafts(6))),
+               threading.Thread(target=lambda: results.update(b=summaries(docs)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not barrier[0].broken, "fewer than 3 calls ever ran at once"
+    assert (results["a"], results["b"]) == expected
+    assert meter.peak == cap
+    assert drafts.stats().signatures[0].replays == summaries.stats().signatures[0].replays == 1
+
+
+def test_the_trial_of_a_throttled_function_counts_against_the_cap():
+    """A trial runs its calls in the body's thread: they take the throttle's slots too,
+    so a replay on one thread and a trial on another never exceed the cap together."""
+    meter = Meter()
+    throttle = xcs.throttle(max_in_flight=1)
+    entered = threading.Event()
+    release = threading.Event()
+
+    def llm(x):
+        with meter:
+            if x == "hold":
+                entered.set()
+                assert release.wait(BARRIER_TIMEOUT)
+            time.sleep(0.002)
+        return x
+
+    @jit(executor=throttle)
+    def one(xs):
+        return [llm(x) for x in xs]
+
+    holder = throttle.submit(llm, "hold")  # takes the only slot
+    assert entered.wait(BARRIER_TIMEOUT)
+    done = threading.Event()
+    box: dict[str, object] = {}
+
+    def trial() -> None:
+        box["value"] = one(["a", "b"])
+        done.set()
+
+    thread = threading.Thread(target=trial)
+    thread.start()
+    assert not done.wait(0.2), "the trial's call ran while the throttle's only slot was taken"
+    release.set()
+    thread.join(30)
+    assert holder.result(timeout=10) == "hold" and box["value"] == ["a", "b"]
+    assert meter.peak == 1
+
+
+def test_a_nested_jitted_function_on_a_one_slot_throttle_does_not_deadlock():
+    """An outer call deferred on the throttle waits for its own deferred calls: it runs
+    them in the slot it holds instead of waiting for a slot that never frees."""
+    meter = Meter()
+    throttle = xcs.throttle(max_in_flight=1)
+
+    def llm(x):
+        with meter:
+            time.sleep(0.003)
+        return x * 2
+
+    @jit(executor=throttle)
+    def inner(x):
+        return llm(x) + llm(x + 1)
+
+    @jit(executor=throttle)
+    def outer(xs):
+        return [inner(x) for x in xs]
+
+    expected = [4 * x + 2 for x in range(4)]
+    for _ in range(3):
+        box: dict[str, object] = {}
+        thread = threading.Thread(target=lambda box=box: box.update(v=outer(list(range(4)))))
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), "deadlock: the outer call waited for a slot it held"
+        assert box["v"] == expected
+    assert meter.peak == 1
+    assert outer.stats().signatures[0].replays >= 1
+
+
+# -- the rate ---------------------------------------------------------------------------
+
+
+def test_starts_are_spaced_by_the_rate_with_no_burst():
+    rate = 20.0  # a start every 50 ms
+    meter = Meter()
+
+    def tool(x):
+        with meter:
+            time.sleep(0.001)
+        return -x
+
+    @jit(executor=xcs.throttle(per_second=rate))
+    def batch(n):
+        return [tool(i) for i in range(n)]
+
+    assert batch(8) == [-i for i in range(8)]  # the trial: spaced too
+    trial = sorted(meter.starts)
+    meter.reset()
+    assert batch(8) == [-i for i in range(8)]
+    assert batch.stats().signatures[0].replays == 1
+    for starts in (trial, sorted(meter.starts)):
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert min(gaps) > 0.5 / rate, gaps  # no burst (a late thread only widens a gap)
+        assert starts[-1] - starts[0] >= 0.95 * 7 / rate, gaps
+
+
+def test_per_minute_and_per_second_together_take_the_stricter():
+    throttle = xcs.throttle(per_second=100, per_minute=600)
+    assert throttle.interval == pytest.approx(0.1)
+    throttle = xcs.throttle(per_second=5, per_minute=6000)
+    assert throttle.interval == pytest.approx(0.2)
+
+
+def _ask(client, prompt):
+    reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": prompt}])
+    return reply.choices[0].message.content
+
+
+def test_a_rate_limited_server_refuses_nothing_through_the_throttle():
+    """The loopback server answers 429 above 5 requests in any 0.5 s: the default pool
+    gets 429s, the throttle at 8 per second none, with the plain results."""
+    prompts = [f"ticket {i}" for i in range(10)]
+    expected = [completion_text("m", [{"role": "user", "content": p}]) for p in prompts]
+    with ChatServer(latency=0.02, rate=(5, 0.5)) as server, \
+            openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0) as client:
+
+        def summarize(client, prompts):
+            return [_ask(client, p) for p in prompts]
+
+        throttled = jit(executor=xcs.throttle(per_second=8))(summarize)
+        # Trials (the client's first request is CPU-heavy: a second trial decides), then
+        # replays; all of them through the throttle.
+        for _ in range(4):
+            assert throttled(client, prompts) == expected
+        assert throttled.stats().signatures[0].replays >= 1
+        assert server.refused == 0 and server.requests == 40
+
+        time.sleep(0.6)  # an empty window
+        unthrottled = jit(summarize)
+        with pytest.raises(openai.RateLimitError):
+            unthrottled(client, prompts)  # the trial: 10 requests back to back
+        assert server.refused > 0
+
+
+# -- critical path first ----------------------------------------------------------------
+
+
+def test_calls_on_the_critical_path_start_first_when_they_queue():
+    """One slot, twelve independent calls made first, then a chain of four: each link
+    of the chain starts as soon as the slot frees, ahead of the independent calls."""
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def side(i):
+        with lock:
+            order.append(f"s{i}")
+        # The first holds the slot long enough for the body to queue every other call.
+        time.sleep(0.3 if i == 0 else 0.002)
+        return f"side {i}"
+
+    def link(x):
+        with lock:
+            order.append(f"c{x - 1000}")
+        time.sleep(0.004)  # each link takes longer than a side call: its rank is higher
+        return x + 1
+
+    @jit(executor=xcs.throttle(max_in_flight=1))
+    def work(n):
+        sides = [side(i) for i in range(n)]
+        x = 1000
+        for _ in range(4):
+            x = link(x)
+        return sides, x
+
+    expected = work.__wrapped__(12)
+    assert work(12) == expected
+    order.clear()
+    assert work(12) == expected
+    assert work.stats().signatures[0].replays == 1
+    # Program order submits s0..s11 first, and s0 takes the slot.  The chain's first
+    # link then has the highest rank, and each later link is ready when its
+    # predecessor ends, before the slot is given to a side call.
+    assert order[:5] == ["s0", "c0", "c1", "c2", "c3"], order
+    assert sorted(order[5:]) == sorted(f"s{i}" for i in range(1, 12)), order

@@ -1,0 +1,389 @@
+"""Executors: xcs's shared pool, what the replay must know of an executor, and ``throttle``.
+
+A ``Throttle`` wraps another executor and decides *when* each call submitted
+to it starts: never more than ``max_in_flight`` running, starts spaced at
+least ``1 / rate`` apart.  Calls wait in a queue ordered by rank, then by
+submission: the replay ranks a deferred call by the longest chain of calls
+that depends on it in the trial (its "bottom level"), so that the critical
+path gets a free slot first.  The throttle never changes what is called.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
+
+from xcs._errors import XcsTypeError, XcsValueError
+
+__all__ = ["Throttle", "default_executor", "picklable", "remote", "throttle"]
+
+DEFAULT_WORKERS = 512  # threads are started on demand; I/O-bound calls need many
+_default: ThreadPoolExecutor | None = None
+_default_lock = threading.Lock()
+_CLOUDPICKLING = ("loky", "distributed", "dask")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def default_executor() -> ThreadPoolExecutor:
+    """The shared thread pool that jitted functions use unless given an executor."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = ThreadPoolExecutor(DEFAULT_WORKERS, thread_name_prefix="xcs")
+    return _default
+
+
+def remote(executor: Executor) -> bool:
+    """Whether ``executor`` runs calls in other processes, so that they must be pickled.
+
+    Every other executor (a thread pool, a forwarding wrapper, a user's own) runs
+    them in this process: its tasks get the caller's contextvars, and a task not
+    started yet can be taken back by a thread that waits for it.  A throttle
+    runs calls where the executor it wraps runs them.
+    """
+    while isinstance(executor, Throttle):
+        executor = executor.executor
+    return (isinstance(executor, ProcessPoolExecutor)
+            or type(executor).__module__.split(".")[0] in _CLOUDPICKLING)
+
+
+def picklable(executor: Executor, payload: Any) -> bool:
+    """Whether a process or cluster executor will be able to send ``payload`` to a worker."""
+    while isinstance(executor, Throttle):
+        executor = executor.executor
+    if type(executor).__module__.split(".")[0] in _CLOUDPICKLING:
+        try:
+            import cloudpickle as pickler  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        except ImportError:
+            import pickle as pickler
+    else:
+        import pickle as pickler
+    try:
+        pickler.dumps(payload)
+    except Exception:
+        return False
+    return True
+
+
+class _Held(threading.local):
+    """The throttles whose slots this thread's running calls hold, innermost last."""
+
+    def __init__(self) -> None:
+        self.stack: list[Throttle] = []
+
+
+_held = _Held()
+
+
+class _Pumping(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[Throttle] = []  # the throttles this thread is starting calls of
+
+
+_pumping = _Pumping()
+
+
+class _Item:
+    """A call waiting in a throttle's queue."""
+
+    __slots__ = ("args", "fn", "future", "key", "kwargs", "ran")
+
+    def __init__(self, key: tuple[float, int], fn: Callable[..., Any] | None, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
+        self.key = key  # (-rank, submission number): the smallest starts first
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.future: Future[Any] = Future()
+        self.ran = False  # the wrapped executor started it
+
+    def __lt__(self, other: _Item) -> bool:
+        return self.key < other.key
+
+
+class Throttle(Executor):
+    """An executor that starts the calls submitted to it within a cap and a rate.
+
+    Made by ``xcs.throttle``; see there.  ``shutdown`` stops this throttle
+    (and waits for its calls), not the executor it wraps, which others may share.
+    """
+
+    def __init__(self, executor: Executor, max_in_flight: int | None, interval: float) -> None:
+        self.executor = executor  # where the calls run
+        self.max_in_flight = max_in_flight
+        self.interval = interval  # seconds between two starts; 0 for no rate limit
+        self._remote = remote(executor)
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[_Item] = []  # a heap
+        self._count = itertools.count()
+        self._running = 0  # calls started and not finished
+        self._next = 0.0  # monotonic time before which no call may start
+        self._starting = threading.Lock()  # held by the call that is starting
+        self._last = -float("inf")  # when the latest call started (in this process)
+        self._timer: threading.Thread | None = None  # starts queued calls when the rate allows
+        self._closed = False
+
+    # -- Executor --------------------------------------------------------------
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Queue ``fn(*args, **kwargs)``; it starts when the cap and the rate allow."""
+        return self.submit_ranked(0.0, fn, *args, **kwargs)
+
+    def submit_ranked(self, rank: float, fn: Callable[..., T], /, *args: Any,
+                      **kwargs: Any) -> Future[T]:
+        """``submit``, ahead of every queued call of a lower ``rank``."""
+        item = _Item((-rank, next(self._count)), fn, args, kwargs)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            heapq.heappush(self._queue, item)
+        self._pump()
+        return item.future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._cond:
+            self._closed = True
+            if cancel_futures:
+                for item in self._queue:
+                    item.future.cancel()
+            self._cond.notify_all()
+        self._pump()  # drops the cancelled ones
+        if wait:
+            with self._cond:
+                while self._queue or self._running:
+                    self._cond.wait()
+
+    def __repr__(self) -> str:
+        limits = []
+        if self.max_in_flight is not None:
+            limits.append(f"max_in_flight={self.max_in_flight}")
+        if self.interval:
+            limits.append(f"per_second={1 / self.interval:g}")
+        return f"<xcs.Throttle {', '.join(limits)} over {type(self.executor).__name__}>"
+
+    # -- what the replay needs ---------------------------------------------------
+    @property
+    def _max_workers(self) -> int | None:
+        """How many calls can run at once, for the replay's estimate."""
+        inner = getattr(self.executor, "_max_workers", None)
+        caps = [n for n in (self.max_in_flight, inner) if isinstance(n, int)]
+        return min(caps) if caps else None
+
+    def holds_slot(self) -> bool:
+        """Whether the calling thread is running a call of this throttle."""
+        return self in _held.stack
+
+    def run_in_slot(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` in this thread, in the slot its current call holds.
+
+        A call that waits for a call queued behind it (a jitted function on this
+        throttle waiting for its own deferred call) runs that call itself: the
+        slot stays taken by one running call, and the rate still applies.
+        """
+        self._gate()
+        fn()
+
+    def acquire(self) -> bool:
+        """Wait for a slot and the rate for a call the calling thread makes itself.
+
+        A trial runs its calls in the body's thread; they count against the
+        cap and the rate like the calls queued here, ahead of them (the body
+        waits).  False when this thread holds a slot already (a call of this
+        throttle making its own): then only the rate applies.
+        """
+        if self.holds_slot():
+            self._gate()
+            return False
+        item = _Item((-float("inf"), next(self._count)), None, (), {})
+        with self._cond:
+            heapq.heappush(self._queue, item)
+        self._pump()
+        item.future.result()  # set when the slot is taken (never fails)
+        self._gate()
+        _held.stack.append(self)
+        return True
+
+    def acquire_rate(self) -> None:
+        """Wait for the rate only, for a call made in a slot this thread holds."""
+        self._gate()
+
+    def release(self) -> None:
+        """Give back the slot ``acquire`` took."""
+        stack = _held.stack
+        del stack[len(stack) - 1 - stack[::-1].index(self)]
+        self._finished()
+
+    # -- internals -------------------------------------------------------------
+    def _pump(self) -> None:
+        """Start every queued call that the cap and the rate allow now.
+
+        An executor that runs a call inside ``submit`` (or a call that ends at
+        once) comes back here from ``_start``: that inner call only asks the
+        outer loop to go on, so a long queue is a loop, not a recursion.
+        """
+        if self in _pumping.stack:  # the loop below takes the next call after this one
+            return
+        _pumping.stack.append(self)
+        try:
+            while True:
+                with self._cond:
+                    item = self._take()
+                if item is None:
+                    return
+                if item.future.set_running_or_notify_cancel():
+                    self._start(item)
+                else:
+                    with self._cond:
+                        self._running -= 1
+        finally:
+            _pumping.stack.remove(self)
+
+    def _take(self) -> _Item | None:
+        """Under the lock: the next call to start now, or None (then arm the timer)."""
+        queue = self._queue
+        while queue and queue[0].future.cancelled():
+            heapq.heappop(queue)
+        if not queue:
+            self._cond.notify_all()  # shutdown(wait=True) may be waiting
+            return None
+        if self.max_in_flight is not None and self._running >= self.max_in_flight:
+            return None
+        now = time.monotonic()
+        if now < self._next:
+            if self._timer is None:
+                self._timer = threading.Thread(target=self._wait_for_rate, daemon=True,
+                                               name="xcs-throttle")
+                self._timer.start()
+            return None
+        self._running += 1
+        self._next = now + self.interval
+        return heapq.heappop(queue)
+
+    def _wait_for_rate(self) -> None:
+        while True:
+            with self._cond:
+                delay = self._next - time.monotonic()
+                if delay <= 0 or not self._queue:
+                    self._timer = None
+                    break
+            time.sleep(delay)
+        self._pump()
+
+    def _start(self, item: _Item) -> None:
+        if item.fn is None:  # a thread waiting in ``acquire``: its slot is taken
+            item.future.set_result(None)
+            return
+        try:
+            assert item.fn is not None
+            if self._remote:  # runs in another process: the throttle times the submission
+                inner = self.executor.submit(item.fn, *item.args, **item.kwargs)
+            else:
+                inner = self.executor.submit(self._run, item)
+        except BaseException as exc:
+            item.future.set_exception(exc)
+            self._finished()
+            return
+        inner.add_done_callback(lambda done: self._relay(done, item))
+
+    def _run(self, item: _Item) -> Any:
+        """On the wrapped executor's worker: start at the rate, hold the slot while running."""
+        item.ran = True
+        try:
+            self._gate()
+            _held.stack.append(self)
+            try:
+                return item.fn(*item.args, **item.kwargs)  # type: ignore[misc]
+            finally:
+                _held.stack.pop()
+        finally:
+            self._finished()
+
+    def _gate(self) -> None:
+        """Wait until this call may start: the start times themselves are spaced.
+
+        The queue spaces the submissions to the wrapped executor; a call that
+        waited there for a worker could start right after another one, so the
+        start is checked again where it happens, one call at a time.
+        """
+        if not self.interval:
+            return
+        with self._starting:
+            delay = self._last + self.interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._last = time.monotonic()
+
+    def _relay(self, inner: Future[Any], item: _Item) -> None:
+        if self._remote or not item.ran:  # else ``_run`` gave the slot back
+            self._finished()
+        outer = item.future
+        if inner.cancelled():  # the wrapped executor dropped it (it was shut down)
+            outer.set_exception(CancelledError())
+            return
+        error = inner.exception()
+        if error is not None:
+            outer.set_exception(error)
+        else:
+            outer.set_result(inner.result())
+
+    def _finished(self) -> None:
+        with self._cond:
+            self._running -= 1
+        self._pump()
+
+
+def throttle(executor: Executor | None = None, *, max_in_flight: int | None = None,
+             per_second: float | None = None, per_minute: float | None = None) -> Throttle:
+    """An executor that caps the calls in flight and their start rate, across all its users.
+
+    Pass it to ``jit(executor=...)``: every jitted function and thread that
+    shares it shares its limits.  Throttling changes when calls start, never
+    what is called.  When calls queue for a slot, a jitted function's calls on
+    the critical path of its plan (the longest chain of dependent calls) start
+    first; other submitted calls start in the order they came.
+
+    Args:
+        executor: where the calls run (default: xcs's shared thread pool).
+        max_in_flight: never more than this many calls running at once.
+        per_second: starts spaced at least ``1 / per_second`` seconds apart (no
+            bursts), so no window of a provider's rate limit is exceeded.
+        per_minute: the same, per minute; with both, the stricter one holds.
+
+    Returns:
+        A ``concurrent.futures.Executor``.  Its ``shutdown`` stops the throttle
+        and leaves the wrapped executor running.
+
+    Raises:
+        TypeError: ``executor`` is not an Executor, or a limit is not a number.
+        ValueError: no limit is given, or a limit is not positive.
+    """
+    if executor is not None and not isinstance(executor, Executor):
+        raise XcsTypeError("throttle() executor must be a concurrent.futures.Executor, "
+                           f"not {type(executor).__name__}: {executor!r}")
+    if max_in_flight is not None:
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise XcsTypeError("throttle() max_in_flight must be an int, "
+                               f"not {type(max_in_flight).__name__}: {max_in_flight!r}")
+        if max_in_flight < 1:
+            raise XcsValueError(f"throttle() max_in_flight must be at least 1, not {max_in_flight}")
+    interval = 0.0
+    for name, value, seconds in (("per_second", per_second, 1.0), ("per_minute", per_minute, 60.0)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise XcsTypeError(f"throttle() {name} must be a number, "
+                               f"not {type(value).__name__}: {value!r}")
+        if not value > 0 or value == float("inf"):
+            raise XcsValueError(f"throttle() {name} must be a positive finite number, not {value!r}")
+        interval = max(interval, seconds / value)
+    if max_in_flight is None and not interval:
+        raise XcsValueError("throttle() needs a limit: max_in_flight, per_second or per_minute")
+    return Throttle(executor if executor is not None else default_executor(), max_in_flight,
+                    interval)
