@@ -1,0 +1,206 @@
+"""xcs.verify: plain, trial and replay of the same call must agree, or it names the difference."""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import time
+
+import openai
+import pytest
+
+import xcs
+from bench import corpus
+from bench.corpus import CORPUS
+from xcs import jit
+
+from .openai_server import ChatServer
+
+SLOW = 0.004  # slow enough to be deferred
+
+
+def llm(prompt):
+    time.sleep(SLOW)
+    return f"<{prompt}>"
+
+
+def judge(*drafts):
+    time.sleep(SLOW)
+    return max(drafts)
+
+
+def pair(x):
+    time.sleep(SLOW)
+    return x, len(x)
+
+
+def pipeline(docs):
+    drafts = [llm(d).strip("<>") for d in docs]
+    first, n = pair(drafts[0])
+    joined = "|".join(llm(d) for d in docs)
+    return judge(*drafts), first, n, joined
+
+
+def parse_all(texts):
+    out = []
+    for t in texts:
+        try:
+            out.append(json.loads(llm(t).strip("<>")))
+        except json.JSONDecodeError:
+            out.append(None)
+    return out
+
+
+def failing(docs):
+    answers = [llm(d) for d in docs]
+    return json.loads(answers[1])  # JSONDecodeError: plain raises it, so must every run
+
+
+class Agent:
+    def __init__(self, style):
+        self.style = style
+
+    def ask(self, questions):
+        return [llm(f"{self.style}: {q}") for q in questions]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: (pipeline, (["a", "bb", "ccc"],)),
+    lambda: (jit(pipeline), (["a", "bb", "ccc"],)),  # a jitted function: its plain one is the reference
+    lambda: (parse_all, (["1", "{", "[2]", "x"],)),
+    lambda: (failing, (["1", "2", "3"],)),
+    lambda: (Agent("terse").ask, (["q1", "q2", "q3"],)),
+    lambda: (jit(Agent("terse").ask), (["q1", "q2"],)),
+    lambda: (functools.partial(pipeline, ["x", "y"]), ()),
+], ids=["function", "jitted", "try-per-item", "raises", "method", "jitted-method", "partial"])
+def test_sound_functions_pass(make):
+    fn, args = make()
+    assert xcs.verify(fn, *args) is None
+
+
+def test_a_replay_really_runs_and_overlaps_under_verify():
+    """verify's replay is a real one: a barrier that needs the calls at once passes."""
+    barrier = threading.Barrier(3, timeout=10)
+    armed = []
+
+    def meet(x):
+        if len(armed) > 2:  # the plain run and the trial call one at a time
+            barrier.wait()
+        time.sleep(SLOW)
+        return x
+
+    def fan(xs):
+        armed.append(1)
+        return [meet(x) for x in xs]
+
+    xcs.verify(fan, [1, 2, 3])
+    assert not barrier.broken and len(armed) >= 3
+
+
+# -- what verify catches --------------------------------------------------------------
+
+
+def test_a_racy_callee_is_named_with_the_values_that_differ():
+    """A read-modify-write of shared state by concurrent calls: plain counts 0..3,
+    the replay's overlapping calls all read 0."""
+    state = {"n": 0, "runs": 0}
+    all_read = threading.Barrier(4, timeout=10)
+
+    def take_ticket(x):
+        n = state["n"]
+        if state["runs"] > 2:  # a replay (after the plain run and the trial): all read first
+            all_read.wait()
+        time.sleep(SLOW)
+        state["n"] = n + 1
+        return n
+
+    def tickets(xs):
+        state["n"] = 0
+        state["runs"] += 1
+        return [take_ticket(x) for x in xs]
+
+    with pytest.raises(xcs.VerifyError, match=r"a replay of .*tickets\(\) differs from the plain "
+                                              r"call: plain returned \[0, 1, 2, 3\], a replay "
+                                              r"returned \[0, 0, 0, 0\]"):
+        xcs.verify(tickets, "abcd")
+
+
+def test_a_difference_in_the_calls_made_is_named():
+    """Same return value, other calls: a racy flag decides which calls the body makes."""
+    state = {"busy": False}
+    seen = []
+
+    def check(x):
+        was = state["busy"]
+        state["busy"] = True
+        time.sleep(SLOW)
+        state["busy"] = False
+        return was
+
+    def note(x):
+        seen.append(x)
+
+    def scan(xs):
+        flags = [check(x) for x in xs]
+        for x, busy in zip(xs, flags):
+            if busy:
+                note(x)
+        return len(flags)
+
+    with pytest.raises(xcs.VerifyError, match=r"a replay of .*scan\(\) differs from the plain "
+                                              r"call: plain called .*note\('[abc]'\) never, "
+                                              r"a replay once"):
+        xcs.verify(scan, ["a", "b", "c"])
+
+
+def test_an_exception_that_differs_is_named():
+    """A callee that refuses to run while another call of it runs: plain never overlaps
+    them; the replay does (the first call waits until the second has started)."""
+    state = {"busy": False, "runs": 0}
+    second = threading.Event()
+
+    def fragile(x):
+        if state["runs"] > 2 and x == 2:  # a replay: the plain run and the trial came first
+            second.set()
+        if state["busy"]:
+            raise RuntimeError(f"busy at call {x}")
+        state["busy"] = True
+        if state["runs"] > 2 and x == 1:
+            second.wait(10)
+        time.sleep(SLOW)
+        state["busy"] = False
+        return x
+
+    def run(xs):
+        state["runs"] += 1
+        return [fragile(x) for x in xs]
+
+    with pytest.raises(xcs.VerifyError, match=r"plain returned \[1, 2, 3\], a replay raised "
+                                              r"RuntimeError: busy at call 2"):
+        xcs.verify(run, [1, 2, 3])
+
+
+def test_verify_is_an_assertion_error_and_refuses_what_is_not_callable():
+    assert issubclass(xcs.VerifyError, AssertionError)
+    with pytest.raises(TypeError, match=r"verify\(\) needs a callable, not int: 42"):
+        xcs.verify(42)
+
+
+# -- the corpus: realistic programs pass -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client():
+    old = corpus.set_tool_latency(0.005)
+    try:
+        with ChatServer(latency=0.005) as chat, \
+                openai.OpenAI(base_url=chat.base_url, api_key="test", max_retries=0) as c:
+            yield c
+    finally:
+        corpus.set_tool_latency(old)
+
+
+@pytest.mark.parametrize("program", CORPUS, ids=lambda p: p.name)
+def test_the_corpus_programs_pass(program, client):
+    xcs.verify(program.fn, client, *program.args)

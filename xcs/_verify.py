@@ -1,0 +1,266 @@
+"""``verify``: run a function plain, as a trial and as a replay, and compare what each did.
+
+For users' own test suites, with their own fake models: a function is safe to
+jit when every way xcs runs it returns (or raises) what the plain function
+does and makes the same calls.  The calls are observed with a profile
+function on the calling thread and on a thread pool of verify's own (so that
+it sees the deferred calls too): each call made by a call site of the
+function's own code (its comprehensions, generator expressions and nested
+functions included) is counted with its callee and, for a Python callee, its
+arguments.
+"""
+
+from __future__ import annotations
+
+import dis
+import functools
+import os
+import re
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import CodeType, FrameType, FunctionType, MethodType
+from typing import Any
+
+from xcs import _replay
+from xcs._errors import XcsTypeError
+
+__all__ = ["VerifyError", "verify"]
+
+RUNS = 4  # calls of the jitted copy: a trial, and replays (a thin trial may be repeated)
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_CALLS = frozenset(op for name, op in dis.opmap.items()
+                   if name in ("CALL", "CALL_KW", "CALL_FUNCTION_EX", "PRECALL"))
+_CACHE = dis.opmap.get("CACHE", 0)
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_REPR_LIMIT = 300
+
+
+class VerifyError(AssertionError):
+    """A jitted run of the function differed from the plain one (see ``verify``)."""
+
+
+def verify(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+    """Check that jitting ``fn`` changes nothing for these arguments.
+
+    Runs ``fn(*args, **kwargs)`` plain, then a fresh jitted copy of it on the
+    same arguments: its trial and its replays (the deferred calls overlapping
+    on a thread pool of verify's own).  Each run must return an equal value (or
+    raise an exception of the same type with equal arguments) and make the same
+    multiset of calls as the plain run.  Use it in your tests with your own
+    fake models: a callee with hidden shared state (a read-modify-write of a
+    global by concurrent calls) shows up as a difference.
+
+    The function runs ``1 + RUNS`` times, so its callees must give the same
+    answers to the same questions (a fake model, a recorded fixture).
+
+    Args:
+        fn: a function, jitted or not (a method, a ``functools.partial``).
+        *args: its positional arguments.
+        **kwargs: its keyword arguments.
+
+    Raises:
+        VerifyError: names the run and the first difference: in the return
+            value, in the exception, or a call one run made and the other did not.
+        TypeError: ``fn`` is not callable.
+    """
+    if not callable(fn):
+        raise XcsTypeError(f"verify() needs a callable, not {type(fn).__name__}: {fn!r}")
+    from xcs._jit import jit
+
+    plain = _unjitted(fn)
+    name = str(getattr(plain, "__qualname__", None) or getattr(
+        getattr(plain, "func", None), "__qualname__", repr(plain)))
+    expected, expected_calls = _observe(plain, args, kwargs, None)
+    with ThreadPoolExecutor(thread_name_prefix="xcs-verify") as pool:
+        jitted = jit(plain, executor=pool)
+        for _ in range(RUNS):
+            before = _replays(jitted)
+            # A trial installs the replay's code: take the function's code anew each run.
+            got, calls = _observe(jitted, args, kwargs, _codes(plain) | _codes(jitted))
+            kind = "a replay" if _replays(jitted) > before else "the trial"
+            _compare(name, kind, expected, got, expected_calls, calls)
+
+
+def _unjitted(fn: Any) -> Any:
+    """The plain function behind a jitted one (the same call, without xcs)."""
+    if isinstance(fn, MethodType):
+        return MethodType(_unjitted(fn.__func__), fn.__self__)
+    if isinstance(fn, functools.partial):
+        return functools.partial(_unjitted(fn.func), *fn.args, **fn.keywords)
+    state = getattr(fn, "__xcs__", None)
+    return state.fn if state is not None and hasattr(state, "fn") else fn
+
+
+def _replays(jitted: Any) -> int:
+    stats = getattr(jitted, "stats", None)
+    if stats is None:  # a partial: its function's
+        stats = getattr(getattr(jitted, "func", None), "stats", None)
+    if stats is None:
+        return 0
+    return sum(s.replays for s in stats().signatures)
+
+
+def _codes(fn: Any) -> set[CodeType]:
+    """The code objects of ``fn`` and of everything defined inside it."""
+    while isinstance(fn, MethodType | functools.partial):
+        fn = fn.__func__ if isinstance(fn, MethodType) else fn.func
+    if not isinstance(fn, FunctionType):
+        call = getattr(type(fn), "__call__", None)  # noqa: B004
+        if not isinstance(call, FunctionType):
+            return set()
+        fn = call
+    found: set[CodeType] = set()
+    stack = [fn.__code__]
+    while stack:
+        code = stack.pop()
+        if code not in found:
+            found.add(code)
+            stack.extend(c for c in code.co_consts if isinstance(c, CodeType))
+    return found
+
+
+def _observe(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+             codes: set[CodeType] | None) -> tuple[tuple[str, Any], Counter[str]]:
+    """Call ``fn`` and count the calls its code makes, on this thread and on new threads."""
+    own = codes if codes is not None else _codes(fn)
+    calls: Counter[str] = Counter()
+    _watched.append(own)
+    counting.append(calls)
+    threading.setprofile(_profile)  # the pool's threads start after this, with it
+    sys.setprofile(_profile)
+    try:
+        outcome: tuple[str, Any] = ("returned", fn(*args, **kwargs))
+    except Exception as exc:
+        outcome = ("raised", exc)
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)  # type: ignore[arg-type,unused-ignore]
+        counting.pop()
+        _watched.pop()
+    return outcome, calls
+
+
+# What the profile function counts into (a pool thread keeps the profile function it
+# started with: it must find the current run's counter), and the code it watches.
+counting: list[Counter[str]] = []
+_watched: list[set[CodeType]] = []
+_lock = threading.Lock()
+
+
+def _profile(frame: FrameType, event: str, arg: Any) -> None:
+    if not counting:
+        return
+    own = _watched[-1]
+    if event == "call":
+        caller = frame.f_back
+        code = frame.f_code
+        if (caller is None or code.co_filename.startswith(_HERE) or code.co_name.startswith("<")
+                or not _calling(caller, own)):
+            return  # xcs's own hooks; a comprehension or generator expression is no call
+        key = f"{code.co_qualname}({_arguments(frame)})"
+    elif event == "c_call":
+        if not _calling(frame, own):
+            return
+        key = f"{_c_name(arg)}()"
+    else:
+        return
+    with _lock:
+        if counting:
+            counting[-1][key] += 1
+
+
+def _calling(frame: FrameType, own: set[CodeType]) -> bool:
+    """Whether ``frame`` is the function's (or a trampoline running its deferred call)
+    and is at a call instruction (not a property read or an operator's dunder)."""
+    code = frame.f_code
+    relay = code in _RELAYS
+    if code not in own and code not in _replay._TRAMPOLINES and not relay:
+        return False
+    raw, lasti = code.co_code, frame.f_lasti
+    if not 0 <= lasti < len(raw):
+        return False
+    while lasti > 0 and raw[lasti] == _CACHE:  # a Python callee's caller stands in its caches
+        lasti -= 2
+    if relay:
+        return lasti in _RELAYS[code]
+    return raw[lasti] in _CALLS
+
+
+def _relays() -> dict[CodeType, frozenset[int]]:
+    """xcs's functions that make a call of the body for it (``call_here``: a continuation
+    whose inputs are known, a call kept in the body's thread), and where they make it."""
+    code = _replay.Invocation.call_here.__code__
+    return {code: frozenset(i.offset for i in dis.get_instructions(code)
+                            if i.opname == "CALL_FUNCTION_EX")}
+
+
+_RELAYS = _relays()
+
+
+def _arguments(frame: FrameType) -> str:
+    code = frame.f_code
+    n = code.co_argcount + code.co_kwonlyargcount
+    n += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
+    values = frame.f_locals
+    return ", ".join(_short(values.get(name)) for name in code.co_varnames[:n]
+                     if name != "self")
+
+
+def _c_name(fn: Any) -> str:
+    owner = getattr(fn, "__self__", None)
+    name = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn)))
+    if owner is not None and not isinstance(owner, type) and "." not in name:
+        name = f"{type(owner).__qualname__}.{name}"
+    return name
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:
+        text = f"<unrepresentable {type(value).__qualname__}: {type(exc).__name__}>"
+    text = _ADDRESS.sub("", text)
+    return text if len(text) <= _REPR_LIMIT else text[:_REPR_LIMIT] + "..."
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        equal = a == b
+        if isinstance(equal, bool):
+            return equal
+    except Exception:
+        pass
+    return _short(a) == _short(b)
+
+
+def _compare(name: str, run: str, expected: tuple[str, Any], got: tuple[str, Any],
+             expected_calls: Counter[str], calls: Counter[str]) -> None:
+    (how, value), (got_how, got_value) = expected, got
+    where = f"{run} of {name}() differs from the plain call"
+    if how != got_how:
+        raise VerifyError(f"{where}: plain {how} {_outcome(how, value)}, "
+                          f"{run} {got_how} {_outcome(got_how, got_value)}")
+    if how == "raised":
+        if type(value) is not type(got_value) or not _same(value.args, got_value.args):
+            raise VerifyError(f"{where}: plain raised {_outcome(how, value)}, "
+                              f"{run} raised {_outcome(got_how, got_value)}")
+    elif not _same(value, got_value):
+        raise VerifyError(f"{where}: plain returned {_short(value)}, {run} returned "
+                          f"{_short(got_value)}")
+    missing, extra = expected_calls - calls, calls - expected_calls
+    if missing or extra:
+        key, (n, m) = next((k, (expected_calls[k], calls[k])) for k in [*missing, *extra])
+        raise VerifyError(f"{where}: plain called {key} {_times(n)}, {run} {_times(m)}")
+
+
+def _outcome(how: str, value: Any) -> str:
+    if how == "raised":
+        return f"{type(value).__qualname__}: {value}"
+    return _short(value)
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times" if n else "never"
