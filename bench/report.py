@@ -178,6 +178,20 @@ best. The code of every version is in `bench/workloads.py`.
 """
 
 
+KEPT_START = "<!-- figures of bench/*_figures.py, written by hand: bench/report.py keeps them -->"
+KEPT_END = "<!-- end of the figures written by hand -->"
+
+
+def _kept() -> list[str]:
+    """The sections of the page that other scripts' figures fill in (shapes, corpus,
+    throttle): taken over unchanged from the page as it is."""
+    text = DOC.read_text() if DOC.exists() else ""
+    start, end = text.find(KEPT_START), text.find(KEPT_END)
+    if start < 0 or end < start:
+        return []
+    return [text[start:end + len(KEPT_END)], ""]
+
+
 def render(runs: list[Run]) -> str:
     out = [HEADER]
     out += _machine(runs)
@@ -185,6 +199,7 @@ def render(runs: list[Run]) -> str:
     out += ["", "![Speedup and efficiency per workload](benchmarks.png)", ""]
     for callee in CALLEES:
         out += _workload_table(runs, callee)
+    out += _kept()
     out += _overhead_table(runs)
     out += _cpu_table(runs)
     return "\n".join(out) + "\n"
