@@ -1,7 +1,7 @@
 """OpenTelemetry: a deferred call's spans are children of the span current at its call site.
 
-xcs runs every deferred call and continuation in a copy of the body's
-``contextvars`` context taken where the body made it, and OpenTelemetry keeps
+xcs runs every deferred call, continuation and access on a result in a copy of the
+body's ``contextvars`` context taken where the body made it, and OpenTelemetry keeps
 its current span in a context variable: nothing needs configuring.  These tests use
 the real SDK with a provider of their own (the global one can be set only once per
 process) and an in-memory exporter.  Each final call is a replay whose slow calls
@@ -17,8 +17,10 @@ under different spans to overlap switch spans with ``context.attach``/``detach``
 from __future__ import annotations
 
 import inspect
+import multiprocessing
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from opentelemetry import context, trace
@@ -28,6 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from xcs import jit
 
+from . import cpu_work
 from .conftest import Forwarding, OwnThreads
 from .test_contract import replays, warm
 
@@ -44,6 +47,7 @@ class Gate:
 
     def __init__(self) -> None:
         self.barrier: threading.Barrier | None = None
+        self.loud = False  # llm returns Loud strings (a user type under an operator)
         # The fast helpers open their spans only in the final call: on a CPU that was
         # idle a span can take over 100 us, and the trial would then not find them fast
         # enough to be continuations.
@@ -54,6 +58,7 @@ class Gate:
 
     def close(self) -> None:
         self.barrier = None
+        self.loud = False
         self.helpers_trace = False
 
     def wait(self) -> None:
@@ -82,18 +87,42 @@ def fresh():
 # -- callees ----------------------------------------------------------------------------
 
 
+class Loud(str):
+    """A ``str`` whose ``+`` runs user code: it opens a span."""
+
+    def __add__(self, other):
+        with tracer.start_as_current_span("work", attributes={"prompt": str(self)}):
+            return Loud(str(self) + other)
+
+
 def llm(prompt):
     """A slow call that opens its own span, like an instrumented LLM client."""
     with tracer.start_as_current_span("llm", attributes={"prompt": prompt}):
         gate.wait()
-        return prompt
+        return Loud(prompt) if gate.loud else prompt
 
 
 class Reply:
-    """A response object."""
+    """A response object whose accesses run user code that opens a span."""
 
     def __init__(self, prompt):
         self.prompt = prompt
+
+    def _work(self):
+        return tracer.start_as_current_span("work", attributes={"prompt": self.prompt})
+
+    @property
+    def text(self):
+        with self._work():
+            return self.prompt.upper()
+
+    def __getitem__(self, i):
+        with self._work():
+            return self.prompt[i]
+
+    def __iter__(self):
+        with self._work():
+            return iter((self.prompt, len(self.prompt)))
 
 
 def create(prompt):
@@ -306,7 +335,7 @@ def test_a_jitted_stage_deferred_by_a_jitted_pipeline_nests_its_spans():
         request.get_span_context().trace_id}
 
 
-# -- work on results: continuations ----------------------------------------------------------
+# -- work on results: continuations, accesses, lazy operators -------------------------------
 
 
 def helper(prompts):
@@ -319,9 +348,42 @@ def helper(prompts):
     return out
 
 
-@pytest.mark.parametrize("body", [helper], ids=lambda f: f.__name__)
+def attribute(prompts):
+    out = []
+    for p in prompts:
+        r = create(p)
+        item = enter("item " + p)
+        out.append(r.text)
+        leave(item)
+    return out
+
+
+def subscript(prompts):
+    out = []
+    for p in prompts:
+        r = create(p)
+        item = enter("item " + p)
+        out.append(r[0])
+        leave(item)
+    return out
+
+
+def unpacking(prompts):
+    out = []
+    for p in prompts:
+        r = create(p)
+        item = enter("item " + p)
+        _text, n = r
+        out.append(n)
+        leave(item)
+    return out
+
+
+@pytest.mark.parametrize("body", [helper, attribute, subscript, unpacking],
+                         ids=lambda f: f.__name__)
 def test_work_on_a_result_runs_under_the_span_current_where_the_body_wrote_it(body):
-    """A fast helper on a result (a continuation) that opens a span runs when the result
+    """A fast helper on a result (a continuation) or an access whose user code opens a
+    span (a property, ``__getitem__``, ``__iter__`` for unpacking) runs when the result
     arrives, in the worker that finished it, under the span current at its own line."""
     f = jit(body)
     expected = body(PROMPTS)
@@ -337,3 +399,78 @@ def test_work_on_a_result_runs_under_the_span_current_where_the_body_wrote_it(bo
         assert parent(calls[p]) == caller.get_span_context().span_id
         assert parent(work[p]) == items[p].context.span_id, p
         assert work[p].context.trace_id == caller.get_span_context().trace_id
+
+
+def exclaim(prompts):
+    out = []
+    for p in prompts:
+        r = llm(p)
+        item = enter("item " + p)
+        out.append(r + "!")  # lazy: computed when the result arrives, or when needed
+        leave(item)
+    return out
+
+
+def test_a_user_types_operator_on_a_result_runs_under_the_span_of_its_line():
+    """The trial saw ``str`` results, so ``r + "!"`` is a lazy operator; this replay's
+    results are a user type, whose ``__add__`` the body runs when it needs the value
+    (at the ``return``, when "item" spans are no longer current)."""
+    f = jit(exclaim)
+    replayed(f, PROMPTS, sites=sites_calling(exclaim, "llm"))
+    exporter.clear()
+    gate.loud = True
+    with tracer.start_as_current_span("caller"):
+        got = through_gate(f, PROMPTS)
+    assert got == [p + "!" for p in PROMPTS] and all(type(r) is Loud for r in got)
+    work = by_prompt("work")
+    assert sorted(work) == PROMPTS
+    for p in PROMPTS:
+        assert parent(work[p]) == one("item " + p).context.span_id, p
+
+
+# -- process pools ----------------------------------------------------------------------------
+
+
+def counted(met):
+    """A fast helper on a result that opens a span (in this process)."""
+    if not gate.helpers_trace:
+        return met[0]
+    with tracer.start_as_current_span("work", attributes={"prompt": str(met[0])}):
+        return met[0]
+
+
+def primes_in_processes(limits, directory, parties):
+    return [counted(cpu_work.count_primes_met(n, directory, parties)) for n in limits]
+
+
+@pytest.fixture
+def spawn_pool():
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    list(pool.map(cpu_work.slow_square, [1, 2], [0.2, 0.2]))  # both workers started
+    yield pool
+    pool.shutdown(wait=True)
+
+
+@pytest.mark.slow
+def test_with_a_process_pool_the_work_on_results_in_this_process_has_the_callers_span(
+        spawn_pool, tmp_path):
+    """The call itself runs in another process, without the caller's context (it is not
+    sent along); the helper on its result runs here, under the caller's span."""
+    f = jit(primes_in_processes, executor=spawn_pool)
+    limits = [20_000 + k for k in range(4)]
+    trial, final = tmp_path / "trial", tmp_path / "final"
+    trial.mkdir()
+    final.mkdir()
+    replayed(f, limits, str(trial), 1, sites=sites_calling(primes_in_processes, "count_primes_met"))
+    exporter.clear()
+    before = replays(f)
+    gate.helpers_trace = True
+    with tracer.start_as_current_span("caller") as caller:
+        # each call waits until calls in both processes have started (TimeoutError if not)
+        got = f(limits, str(final), 2)
+    assert replays(f) == before + 1, f.explain()
+    assert got == [cpu_work.count_primes(n) for n in limits]
+    work = spans("work")
+    assert len(work) == len(limits)
+    for span in work:
+        assert parent(span) == caller.get_span_context().span_id
