@@ -5,8 +5,9 @@ body's ``contextvars`` context taken where the body made it, and OpenTelemetry k
 its current span in a context variable: nothing needs configuring.  These tests use
 the real SDK with a provider of their own (the global one can be set only once per
 process) and an in-memory exporter.  Each final call is a replay whose slow calls
-meet at a ``threading.Barrier``, so a replay that ran them one after the other
-fails (after the barrier's timeout) instead of passing.
+meet at a ``threading.Barrier`` (across processes: ``cpu_work.count_primes_met``),
+so a replay that ran them one after the other fails (after a timeout) instead of
+passing.
 
 A ``with`` statement in a jitted body is a place where xcs waits and calls inside
 it are never deferred (docs/contract.md), so the bodies below that need calls
