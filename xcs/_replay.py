@@ -327,8 +327,7 @@ class Invocation:
         task.inline = ANYWHERE
         task.via = via
         task.frame = frames
-        if self.claimable:
-            task.ctx = contextvars.copy_context()
+        task.ctx = contextvars.copy_context()  # it runs in this process, whatever the executor
         if _owners.OWNED:  # after the earlier calls that own what it receives
             found = _owners.owners((fn, *args, *kwargs.values()), 2, self)
             if found is _owners.ALL:
@@ -358,6 +357,9 @@ class Invocation:
         task = Task(self, len(self.tasks), -1 - op, line, fn, operands, {})
         task.inline = kind
         task.frame = frames
+        # A property, ``__getitem__`` or ``__add__`` it runs sees the body's context here,
+        # not the worker's or the body's when it needs the value.
+        task.ctx = contextvars.copy_context()
         return self._enqueue(task, deps)
 
     def unpack(self, op: int, line: int, fn: Any, value: Pending, n: int,
