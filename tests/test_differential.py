@@ -158,8 +158,11 @@ def test_jit_matches_plain_on_generated_programs(monkeypatch):
         one.shutdown(wait=True)
         two.shutdown(wait=True)
     assert tally["programs"] >= PROGRAMS
-    # The comparison only means something if replays ran: most programs fan out.
-    assert tally["replayed"] >= tally["programs"] // 4, tally
+    # The comparison only means something if replays ran: most programs fan out.  About
+    # 40% replay on an idle machine; under a load of 4 on 2 cores trials measure their
+    # calls slower and fewer plans pass the speedup threshold (20% seen): a sixth is the
+    # floor that still proves dozens of replays were compared.
+    assert tally["replayed"] >= tally["programs"] // 6, tally
 
 
 # Programs built around work on results (continuations): attribute chains, subscripts,
