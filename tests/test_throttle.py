@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 
 import openai
 import pytest
@@ -305,3 +305,238 @@ def test_calls_on_the_critical_path_start_first_when_they_queue():
     # predecessor ends, before the slot is given to a side call.
     assert order[:5] == ["s0", "c0", "c1", "c2", "c3"], order
     assert sorted(order[5:]) == sorted(f"s{i}" for i in range(1, 12)), order
+
+
+# -- found by the adversarial run: every path of a throttled function, layered throttles ----
+
+
+def _threads(fn, n: int) -> list[object]:
+    """Call ``fn(i)`` on ``n`` threads released together; their results (or errors)."""
+    start = threading.Barrier(n, timeout=BARRIER_TIMEOUT)
+    out: list[object] = [None] * n
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            out[i] = fn(i)
+        except Exception as exc:  # the test inspects it
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a call did not finish: deadlock"
+    return out
+
+
+def test_first_calls_on_many_threads_at_once_keep_the_cap_and_the_rate():
+    """One thread traces; the others run plain meanwhile, and are throttled too."""
+    meter = Meter()
+    rate = 20.0
+
+    def llm(x):
+        with meter:
+            time.sleep(0.01)
+        return x
+
+    @jit(executor=xcs.throttle(max_in_flight=1, per_second=rate))
+    def f(xs):
+        return [llm(x) for x in xs]
+
+    results = _threads(lambda i: f([i, i + 100]), 6)
+    assert results == [[i, i + 100] for i in range(6)]
+    assert meter.peak == 1
+    gaps = [b - a for a, b in itertools.pairwise(sorted(meter.starts))]
+    assert min(gaps) > 0.5 / rate, gaps
+
+
+@pytest.mark.parametrize("shape", ["try", "frame", "raises"])
+def test_a_signature_that_runs_plain_is_throttled_too(shape):
+    """Plans that stay plain (calls in the function's own try, a body reading its
+    frame, a trial that raises): every call still takes the throttle's slots."""
+    meter = Meter()
+
+    def llm(x):
+        with meter:
+            time.sleep(0.005)
+        if shape == "raises" and x == "boom":
+            raise ValueError(x)
+        return x
+
+    def body(xs):
+        out = []
+        for x in xs:
+            if shape == "try":
+                try:
+                    out.append(llm(x))
+                except KeyError:
+                    out.append(None)
+            else:
+                out.append(llm(x))
+        if shape == "frame":
+            locals()
+        return out
+
+    f = jit(executor=xcs.throttle(max_in_flight=1))(body)
+    xs = ["a", "b", "boom"] if shape == "raises" else ["a", "b", "c"]
+    for _ in range(4):  # trials, and the calls after the plan turned plain
+        results = _threads(lambda i, xs=xs: f(xs), 4)
+        for r in results:
+            if shape == "raises":
+                assert isinstance(r, ValueError)
+            else:
+                assert r == xs
+    assert meter.peak == 1
+    assert f.stats().signatures[0].replays == 0
+
+
+def test_one_fast_call_does_not_exempt_a_site_from_the_rate():
+    rate = 20.0
+    meter = Meter()
+    cache = {"hit": "cached"}
+
+    def llm(x):
+        if x in cache:  # fast: answered from a cache
+            return cache[x]
+        with meter:
+            time.sleep(0.002)
+        return x
+
+    @jit(executor=xcs.throttle(per_second=rate))
+    def f(xs):
+        return [llm(x) for x in xs]
+
+    assert f(["hit", "a", "b", "c"]) == ["cached", "a", "b", "c"]
+    gaps = [b - a for a, b in itertools.pairwise(sorted(meter.starts))]
+    assert min(gaps) > 0.5 / rate, gaps
+
+
+def test_a_throttle_over_a_throttle_holds_both_caps_in_the_trial():
+    inner = xcs.throttle(max_in_flight=1)
+    outer = xcs.throttle(inner, max_in_flight=4)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        entered.set()
+        assert release.wait(BARRIER_TIMEOUT)
+
+    def llm(x):
+        time.sleep(0.002)
+        return x
+
+    @jit(executor=outer)
+    def f(xs):
+        return [llm(x) for x in xs]
+
+    holder = inner.submit(hold)  # takes the inner throttle's only slot
+    assert entered.wait(BARRIER_TIMEOUT)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (f(["a", "b"]), done.set()))
+    thread.start()
+    assert not done.wait(0.2), "the trial's call ran while the inner throttle's slot was taken"
+    release.set()
+    thread.join(30)
+    assert done.is_set() and holder.result(timeout=10) is None
+
+
+def test_nested_jitted_functions_on_layered_throttles_do_not_deadlock():
+    base = xcs.throttle(max_in_flight=1)
+    feature = xcs.throttle(base, max_in_flight=3)
+
+    def llm(x):
+        time.sleep(0.002)
+        return x * 2
+
+    @jit(executor=feature)
+    def inner(x):
+        return llm(x) + llm(x + 1)
+
+    @jit(executor=base)
+    def outer(xs):
+        return [inner(x) for x in xs]
+
+    for _ in range(3):
+        assert _threads(lambda i: outer([0, 1, 2]), 1) == [[2, 6, 10]]
+
+
+def test_a_callee_that_fans_out_on_the_same_throttle_does_not_deadlock():
+    """A call that submits work to the throttle it runs in gives its slot back."""
+    api = xcs.throttle(max_in_flight=1)
+
+    def llm(x):
+        time.sleep(0.002)
+        return x * 2
+
+    def batch(xs):
+        return list(api.map(llm, xs))
+
+    @jit(executor=api)
+    def f(groups):
+        return [batch(g) for g in groups]
+
+    for _ in range(3):  # the trial, then replays (batch deferred into the slot)
+        assert _threads(lambda i: f([[1, 2], [3]]), 1) == [[[2, 4], [6]]]
+
+
+def test_shutting_down_the_wrapped_pool_with_cancel_futures_returns():
+    pool = ThreadPoolExecutor(1)
+    api = xcs.throttle(pool, max_in_flight=2)
+    release = threading.Event()
+    running = api.submit(release.wait, BARRIER_TIMEOUT)
+    queued_in_pool = api.submit(int, "1")
+    queued_here = api.submit(int, "2")
+    deadline = time.monotonic() + BARRIER_TIMEOUT
+    while not running.running() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    stopper = threading.Thread(target=lambda: pool.shutdown(wait=False, cancel_futures=True))
+    stopper.start()
+    stopper.join(BARRIER_TIMEOUT)
+    assert not stopper.is_alive(), "pool.shutdown(cancel_futures=True) hung"
+    release.set()
+    assert running.result(timeout=10) is True
+    for future in (queued_in_pool, queued_here):
+        with pytest.raises((CancelledError, RuntimeError)):
+            future.result(timeout=10)
+
+
+def test_shutdown_with_cancel_futures_does_not_fail_a_trial_waiting_for_a_slot():
+    api = xcs.throttle(max_in_flight=1)
+    entered, release = threading.Event(), threading.Event()
+
+    def llm(x):
+        if x == "hold":
+            entered.set()
+            assert release.wait(BARRIER_TIMEOUT)
+        return x
+
+    @jit(executor=api)
+    def f(xs):
+        return [llm(x) for x in xs]
+
+    holder = api.submit(llm, "hold")
+    assert entered.wait(BARRIER_TIMEOUT)
+    box: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: box.update(v=f(["a", "b"])))
+    thread.start()
+    deadline = time.monotonic() + BARRIER_TIMEOUT
+    while not api._queue and time.monotonic() < deadline:  # the trial waits for the slot
+        time.sleep(0.001)
+    api.shutdown(wait=False, cancel_futures=True)
+    release.set()
+    thread.join(30)
+    assert box == {"v": ["a", "b"]} and holder.result(timeout=10) == "hold"
+
+
+def test_limits_may_be_any_real_number_but_must_give_a_finite_interval():
+    from decimal import Decimal
+    from fractions import Fraction
+
+    import numpy as np
+
+    assert xcs.throttle(per_second=Fraction(1, 2)).interval == 2.0
+    assert xcs.throttle(per_minute=Decimal("30")).interval == 2.0
+    assert xcs.throttle(max_in_flight=np.int64(3)).max_in_flight == 3
+    with pytest.raises(ValueError, match="per_second must be a positive finite number"):
+        xcs.throttle(per_second=5e-324)  # 1 / rate overflows

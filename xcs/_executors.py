@@ -10,8 +10,11 @@ path gets a free slot first.  The throttle never changes what is called.
 
 from __future__ import annotations
 
+import decimal
 import heapq
 import itertools
+import math
+import numbers
 import threading
 import time
 from collections.abc import Callable
@@ -73,11 +76,21 @@ def picklable(executor: Executor, payload: Any) -> bool:
     return True
 
 
+class _Slot:
+    """A slot of a throttle taken by a call running in some thread."""
+
+    __slots__ = ("held", "throttle")
+
+    def __init__(self, throttle: Throttle) -> None:
+        self.throttle = throttle
+        self.held = True  # False once given back (the call ended, or it submits work)
+
+
 class _Held(threading.local):
-    """The throttles whose slots this thread's running calls hold, innermost last."""
+    """The slots this thread's running calls hold, innermost last."""
 
     def __init__(self) -> None:
-        self.stack: list[Throttle] = []
+        self.stack: list[_Slot] = []
 
 
 _held = _Held()
@@ -121,6 +134,10 @@ class Throttle(Executor):
         self.max_in_flight = max_in_flight
         self.interval = interval  # seconds between two starts; 0 for no rate limit
         self._remote = remote(executor)
+        chain = [self]  # this throttle and those it wraps, outermost first
+        while isinstance(chain[-1].executor, Throttle):
+            chain.append(chain[-1].executor)
+        self._chain = tuple(chain)
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Item] = []  # a heap
         self._count = itertools.count()
@@ -138,12 +155,22 @@ class Throttle(Executor):
 
     def submit_ranked(self, rank: float, fn: Callable[..., T], /, *args: Any,
                       **kwargs: Any) -> Future[T]:
-        """``submit``, ahead of every queued call of a lower ``rank``."""
+        """``submit``, ahead of every queued call of a lower ``rank``.
+
+        A call running in a slot of this throttle that submits more work to it
+        gives its slot back first: it hands out work (it will wait for it) and
+        is not a request itself; keeping the slot could leave none for the work.
+        """
         item = _Item((-rank, next(self._count)), fn, args, kwargs)
         with self._cond:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             heapq.heappush(self._queue, item)
+        for slot in _held.stack:
+            if slot.held and slot.throttle is self:
+                slot.held = False
+                with self._cond:
+                    self._running -= 1
         self._pump()
         return item.future
 
@@ -152,7 +179,8 @@ class Throttle(Executor):
             self._closed = True
             if cancel_futures:
                 for item in self._queue:
-                    item.future.cancel()
+                    if item.fn is not None:  # not a trial's call waiting in ``acquire``
+                        item.future.cancel()
             self._cond.notify_all()
         self._pump()  # drops the cancelled ones
         if wait:
@@ -177,8 +205,10 @@ class Throttle(Executor):
         return min(caps) if caps else None
 
     def holds_slot(self) -> bool:
-        """Whether the calling thread is running a call of this throttle."""
-        return self in _held.stack
+        """Whether the calling thread runs a call in a slot of this throttle or of one
+        it wraps (a throttle over a throttle)."""
+        chain = self._chain
+        return any(slot.held and slot.throttle in chain for slot in _held.stack)
 
     def run_in_slot(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` in this thread, in the slot its current call holds.
@@ -187,38 +217,46 @@ class Throttle(Executor):
         throttle waiting for its own deferred call) runs that call itself: the
         slot stays taken by one running call, and the rate still applies.
         """
-        self._gate()
+        self.acquire_rate()
         fn()
 
-    def acquire(self) -> bool:
+    def acquire(self) -> list[_Slot] | None:
         """Wait for a slot and the rate for a call the calling thread makes itself.
 
-        A trial runs its calls in the body's thread; they count against the
-        cap and the rate like the calls queued here, ahead of them (the body
-        waits).  False when this thread holds a slot already (a call of this
-        throttle making its own): then only the rate applies.
+        A trial runs its calls in the body's thread; they count against the cap
+        and the rate (of this throttle and of those it wraps) like the calls
+        queued here, ahead of them (the body waits).  None when this thread holds
+        a slot already (a call of this throttle making its own): then only the
+        rate applies.  Give what it returns to ``release``.
         """
         if self.holds_slot():
-            self._gate()
-            return False
-        item = _Item((-float("inf"), next(self._count)), None, (), {})
-        with self._cond:
-            heapq.heappush(self._queue, item)
-        self._pump()
-        item.future.result()  # set when the slot is taken (never fails)
-        self._gate()
-        _held.stack.append(self)
-        return True
+            self.acquire_rate()
+            return None
+        taken = []
+        for throttle in self._chain:
+            item = _Item((-float("inf"), next(throttle._count)), None, (), {})
+            with throttle._cond:
+                heapq.heappush(throttle._queue, item)
+            throttle._pump()
+            item.future.result()  # set when the slot is taken (never cancelled)
+            throttle._gate()
+            slot = _Slot(throttle)
+            _held.stack.append(slot)
+            taken.append(slot)
+        return taken
 
     def acquire_rate(self) -> None:
         """Wait for the rate only, for a call made in a slot this thread holds."""
-        self._gate()
+        for throttle in self._chain:
+            throttle._gate()
 
-    def release(self) -> None:
-        """Give back the slot ``acquire`` took."""
-        stack = _held.stack
-        del stack[len(stack) - 1 - stack[::-1].index(self)]
-        self._finished()
+    def release(self, taken: list[_Slot] | None) -> None:
+        """Give back the slots ``acquire`` took."""
+        for slot in reversed(taken or ()):
+            _held.stack.remove(slot)
+            if slot.held:
+                slot.held = False
+                slot.throttle._finished()
 
     # -- internals -------------------------------------------------------------
     def _pump(self) -> None:
@@ -295,15 +333,18 @@ class Throttle(Executor):
     def _run(self, item: _Item) -> Any:
         """On the wrapped executor's worker: start at the rate, hold the slot while running."""
         item.ran = True
+        slot = _Slot(self)
         try:
             self._gate()
-            _held.stack.append(self)
+            _held.stack.append(slot)
             try:
                 return item.fn(*item.args, **item.kwargs)  # type: ignore[misc]
             finally:
-                _held.stack.pop()
+                _held.stack.remove(slot)
         finally:
-            self._finished()
+            if slot.held:  # else given back when the call submitted work here
+                slot.held = False
+                self._finished()
 
     def _gate(self) -> None:
         """Wait until this call may start: the start times themselves are spaced.
@@ -321,12 +362,17 @@ class Throttle(Executor):
             self._last = time.monotonic()
 
     def _relay(self, inner: Future[Any], item: _Item) -> None:
+        outer = item.future
+        if inner.cancelled():  # the wrapped executor dropped it (it is shutting down)
+            outer.set_exception(CancelledError())
+            with self._cond:
+                self._running -= 1
+            # Not from here: this callback runs inside the wrapped executor's
+            # shutdown, and starting the next call would submit to it there.
+            threading.Thread(target=self._pump, daemon=True, name="xcs-throttle").start()
+            return
         if self._remote or not item.ran:  # else ``_run`` gave the slot back
             self._finished()
-        outer = item.future
-        if inner.cancelled():  # the wrapped executor dropped it (it was shut down)
-            outer.set_exception(CancelledError())
-            return
         error = inner.exception()
         if error is not None:
             outer.set_exception(error)
@@ -368,21 +414,23 @@ def throttle(executor: Executor | None = None, *, max_in_flight: int | None = No
         raise XcsTypeError("throttle() executor must be a concurrent.futures.Executor, "
                            f"not {type(executor).__name__}: {executor!r}")
     if max_in_flight is not None:
-        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, numbers.Integral):
             raise XcsTypeError("throttle() max_in_flight must be an int, "
                                f"not {type(max_in_flight).__name__}: {max_in_flight!r}")
+        max_in_flight = int(max_in_flight)
         if max_in_flight < 1:
             raise XcsValueError(f"throttle() max_in_flight must be at least 1, not {max_in_flight}")
     interval = 0.0
     for name, value, seconds in (("per_second", per_second, 1.0), ("per_minute", per_minute, 60.0)):
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real | decimal.Decimal):
             raise XcsTypeError(f"throttle() {name} must be a number, "
                                f"not {type(value).__name__}: {value!r}")
-        if not value > 0 or value == float("inf"):
+        rate = float(value)
+        if not rate > 0 or not math.isfinite(seconds / rate) or math.isinf(rate):
             raise XcsValueError(f"throttle() {name} must be a positive finite number, not {value!r}")
-        interval = max(interval, seconds / value)
+        interval = max(interval, seconds / rate)
     if max_in_flight is None and not interval:
         raise XcsValueError("throttle() needs a limit: max_in_flight, per_second or per_minute")
     return Throttle(executor if executor is not None else default_executor(), max_in_flight,

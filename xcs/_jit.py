@@ -43,6 +43,7 @@ __all__ = ["SignatureStats", "Stats", "jit"]
 MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped first)
 MAX_TRIALS = 3  # trials per signature while the evidence is too thin to decide
 MAX_REPLAY_BODIES = 8  # distinct replay copies of one function's body
+FAST_TO_UNGATE = 3  # fast calls in a row after which a throttle stops gating a body's site
 
 # Callees a trial's throttle does not gate: builtins and methods of builtin types.
 _UNGATED = (*_replay.C_CALLABLES, type)
@@ -93,11 +94,23 @@ def _distinct(items: Any) -> tuple[Any, ...]:
     return tuple(dict.fromkeys(items))
 
 
+class _Gating:
+    """A call of a throttled function that runs plain (its signature's plan is plain,
+    another thread is tracing it, a tracer is active): it runs the trace body, whose
+    hooks only take the throttle's slots and rate for its calls."""
+
+    __slots__ = ("depth", "prev")
+
+    def __init__(self, prev: Any, depth: int) -> None:
+        self.prev = prev  # the thread's current Recorder or Invocation before this call
+        self.depth = depth  # gated calls of outer frames in this thread
+
+
 class _Local(threading.local):
     cur: Any = None  # the Recorder or Invocation of the innermost call in this thread
-    # a trial's calls on a throttle in progress in this thread: (site, took a slot,
-    # started), outermost first
-    gated: list[tuple[int, bool, float]]
+    # a trial's calls on a throttle in progress in this thread: (site, the slots it
+    # took, started), outermost first
+    gated: list[tuple[int, Any, float]]
 
     def __init__(self) -> None:
         self.gated = []
@@ -203,6 +216,8 @@ class _SiteHook:
                 rec.before(self.site, fn, operands)
             except Exception as exc:
                 self.state.broken(rec, exc)
+        elif type(rec) is _Gating:
+            self._gate(fn)
 
     def after(self, result: Any) -> Any:
         rec = self.tls.cur
@@ -213,36 +228,40 @@ class _SiteHook:
                 self.state.broken(rec, exc)
             if self.tls.gated:
                 self._ungate()
+        elif type(rec) is _Gating and self.tls.gated:
+            self._ungate()
         return result
 
     def _gate(self, fn: Any) -> None:
-        """On a throttle, a trial's call of a Python callee takes a slot and the rate,
-        as its deferred calls will: the limits hold on the first call too.  Builtins
-        (``len``, ``str.strip``) and sites whose calls proved fast do not.  A call
-        made inside another (a generator expression a helper drains) takes the rate
-        in the outer call's slot."""
+        """On a throttle, a call of a Python callee made in the body (a trial's, or any
+        call while the function runs plain) takes a slot and the rate, as deferred
+        calls do: the limits hold for the calls the body makes itself too.  Builtins
+        (``len``, ``str.strip``) and sites whose last calls were all fast do not.  A
+        call made inside another (a generator expression a helper drains) takes the
+        rate in the outer call's slot."""
         state = self.state
-        if self.site in state.fast_sites or isinstance(fn, _UNGATED) or type(fn) is GeneratorType:
+        if (state.fast_sites.get(self.site, 0) >= FAST_TO_UNGATE or isinstance(fn, _UNGATED)
+                or type(fn) is GeneratorType):
             return
         assert state.throttle is not None
         gated = self.tls.gated
         if gated:
             state.throttle.acquire_rate()
-            took = False
+            taken = None
         else:
-            took = state.throttle.acquire()
-        gated.append((self.site, took, time.perf_counter()))
+            taken = state.throttle.acquire()
+        gated.append((self.site, taken, time.perf_counter()))
 
     def _ungate(self) -> None:
-        gated = self.tls.gated
+        gated, state = self.tls.gated, self.state
         while gated:  # entries above this site's are calls that raised
-            site, took, started = gated.pop()
-            if took:
-                assert self.state.throttle is not None
-                self.state.throttle.release()
+            site, taken, started = gated.pop()
+            if taken:
+                assert state.throttle is not None
+                state.throttle.release(taken)
             if site == self.site:
-                if time.perf_counter() - started < MIN_DURATION:
-                    self.state.fast_sites.add(site)
+                fast = time.perf_counter() - started < MIN_DURATION
+                state.fast_sites[site] = state.fast_sites.get(site, 0) + 1 if fast else 0
                 return
 
     def wrap(self, fn: Any) -> Any:
@@ -495,6 +514,8 @@ class _Hooks:
             return cur.finish(value)
         if type(cur) is Recorder:
             self.state.end_trial(cur, raised=False)
+        elif type(cur) is _Gating:
+            self.state.end_gating(cur)
         return value
 
     def abort(self, exc: BaseException) -> BaseException:
@@ -503,6 +524,8 @@ class _Hooks:
             return _without_own_frames(cur.abort(exc, sys._getframe(1)))
         if type(cur) is Recorder:
             self.state.end_trial(cur, raised=True)
+        elif type(cur) is _Gating:
+            self.state.end_gating(cur)
         return exc
 
 
@@ -537,7 +560,9 @@ class _Function:
         self.prefix = self.name + ".<locals>."  # qualnames of the functions the body defines
         self.executor = executor
         self.throttle = executor if isinstance(executor, Throttle) else None
-        self.fast_sites: set[int] = set()  # sites whose calls a throttle need not gate
+        # site -> how many of its last calls in the body were fast: from FAST_TO_UNGATE
+        # on, a throttle no longer gates it (a slow call starts the count again)
+        self.fast_sites: dict[int, int] = {}
         self.tls = _Local()
         self.lock = threading.RLock()
         self.entries: OrderedDict[Any, _Entry] = OrderedDict()
@@ -632,21 +657,21 @@ class _Function:
             key = self._key(params) if self.varargs else tuple(map(type, params))
             entry = self.entries.get(key)
         except Exception:
-            return 0
+            return self._plain(layout)
         try:
             if entry is None:
                 entry = self._new_entry(key, params)
             entry.calls += 1
             status = entry.status
             if status == "plain":
-                return 0
+                return self._plain(layout)
             if _compat.tracing():  # a debugger or coverage tool must see the plain function
                 entry.traced += 1
-                return 0
+                return self._plain(layout)
             if status == "optimized":
                 k = layout.index.get(entry.variant) if entry.variant else None
                 if k is None:
-                    return 0
+                    return self._plain(layout)
                 executor = self.executor or default_executor()
                 start = time.perf_counter()
                 prev = self.tls.cur
@@ -660,13 +685,35 @@ class _Function:
                         return 0
                     entry.status = "tracing"
                 rec = Recorder(self.prefix)
-                rec.context = (entry, self.tls.cur)  # type: ignore[attr-defined]
+                rec.context = (entry, self.tls.cur, len(self.tls.gated))  # type: ignore[attr-defined]
                 self.tls.cur = rec
                 return layout.index[self.variants[0]]
-            return 0
+            return self._plain(layout)  # another thread is tracing this signature
         except Exception as exc:
             self._internal(exc)
             return 0
+
+    def _plain(self, layout: _Layout) -> int:
+        """The plain body; on a throttle, the trace body with hooks that only gate its
+        calls (``_Gating``): the throttle's limits hold when a call runs plain too."""
+        if self.throttle is None:
+            return 0
+        tls = self.tls
+        tls.cur = _Gating(tls.cur, len(tls.gated))
+        return layout.index[self.variants[0]]
+
+    def end_gating(self, gating: _Gating) -> None:
+        self.tls.cur = gating.prev
+        self._release_gated(gating.depth)
+
+    def _release_gated(self, depth: int) -> None:
+        """Give back the throttle slots still taken by this call's calls that raised."""
+        gated = self.tls.gated
+        while len(gated) > depth:
+            taken = gated.pop()[1]
+            if taken:
+                assert self.throttle is not None
+                self.throttle.release(taken)
 
     def _new_entry(self, key: Any, params: tuple[Any, ...]) -> _Entry:
         with self.lock:
@@ -679,12 +726,9 @@ class _Function:
             return entry
 
     def end_trial(self, rec: Recorder, raised: bool) -> None:
-        entry, prev = rec.context  # type: ignore[attr-defined]
+        entry, prev, depth = rec.context  # type: ignore[attr-defined]
         self.tls.cur = prev
-        while self.tls.gated:  # slots of a throttle still taken by calls that raised
-            if self.tls.gated.pop()[1]:
-                assert self.throttle is not None
-                self.throttle.release()
+        self._release_gated(depth)
         try:
             trace = rec.finish(raised)
             if getattr(rec, "failure", None):
