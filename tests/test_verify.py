@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import threading
 import time
 
@@ -204,3 +205,136 @@ def client():
 @pytest.mark.parametrize("program", CORPUS, ids=lambda p: p.name)
 def test_the_corpus_programs_pass(program, client):
     xcs.verify(program.fn, client, *program.args)
+
+
+# -- found by the adversarial run ---------------------------------------------------------
+
+
+def _racy_tickets():
+    """A function whose replay reads shared state half-updated (deterministically)."""
+    state = {"n": 0, "runs": 0}
+    all_read = threading.Barrier(3, timeout=10)
+
+    def take(x):
+        n = state["n"]
+        if state["runs"] > 2:
+            all_read.wait()
+        time.sleep(SLOW)
+        state["n"] = n + 1
+        return n
+
+    def tickets(xs):
+        state["n"] = 0
+        state["runs"] += 1
+        return [take(x) for x in xs]
+
+    return tickets
+
+
+def test_a_race_is_caught_under_a_tracer_too():
+    """Coverage or a debugger makes jit run plain; verify's own copy replays anyway."""
+    tickets = _racy_tickets()
+
+    def tracer(frame, event, arg):
+        return None
+
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(xcs.VerifyError, match=r"plain returned \[0, 1, 2\], a replay"):
+            xcs.verify(tickets, "abc")
+    finally:
+        sys.settrace(None)
+
+
+def test_a_model_too_fast_to_defer_gets_a_warning_that_nothing_was_checked():
+    def fast(x):
+        return x
+
+    def f(xs):
+        return [fast(x) for x in xs]
+
+    with pytest.warns(xcs.XcsWarning, match=r"verify\(.*f\): no replay ran"):
+        xcs.verify(f, [1, 2, 3])
+
+
+def test_values_equal_but_not_by_eq_pass():
+    class Answer:  # no __eq__: two runs make two objects
+        def __init__(self, text):
+            self.text = text
+
+    def ask(x):
+        time.sleep(SLOW)
+        return Answer(x), float("nan")
+
+    def f(xs):
+        return [ask(x) for x in xs]
+
+    xcs.verify(f, ["a", "b"])
+
+
+def test_a_difference_deep_in_a_large_array_is_caught():
+    np = pytest.importorskip("numpy")
+    state = {"runs": 0}
+
+    def part(i):
+        time.sleep(SLOW)
+        return i
+
+    def f(n):
+        state["runs"] += 1
+        out = np.arange(2000.0)
+        parts = [part(i) for i in range(3)]
+        if state["runs"] > 2:  # a replay computes something else, at index 1000 only
+            out[1000] = -1.0
+        return out, parts
+
+    with pytest.raises(xcs.VerifyError, match=r"a replay of .*f\(\) differs"):
+        xcs.verify(f, 3)
+
+
+def test_calls_made_inside_a_jitted_helper_are_not_counted_as_the_functions():
+    @jit
+    def helper(xs):
+        return [llm(x) for x in xs]
+
+    def f(xs):
+        return helper(xs), llm("judge")
+
+    xcs.verify(f, ["a", "b"])
+
+
+def test_two_verifies_on_two_threads_do_not_see_each_others_calls():
+    errors = []
+
+    def check(fn, arg):
+        try:
+            xcs.verify(fn, arg)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check, args=(pipeline, ["a", "bb"])),
+               threading.Thread(target=check, args=(parse_all, ["1", "x"]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+
+
+def test_verify_leaves_the_callers_profiler_in_place():
+    def profiler(frame, event, arg):
+        return None
+
+    sys.setprofile(profiler)
+    threading.setprofile(profiler)
+    try:
+        xcs.verify(pipeline, ["a", "bb"])
+        assert sys.getprofile() is profiler and threading.getprofile() is profiler
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+
+
+def test_a_builtin_is_run_plain_with_a_warning_not_a_false_difference():
+    with pytest.warns(xcs.XcsWarning, match=r"verify\(sorted\): xcs runs it plain"):
+        xcs.verify(sorted, [3, 1, 2])

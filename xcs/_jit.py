@@ -569,6 +569,7 @@ class _Function:
         self.variants: list[Variant] = []
         self.reason: str | None = None
         self.disabled = False  # set after an internal error: every call runs plain
+        self.tracer_ok = False  # replay under a tracer too (xcs.verify's own copy)
         self.warned: set[str] = set()
         code = fn.__code__
         self.n_args = code.co_argcount + code.co_kwonlyargcount
@@ -665,7 +666,8 @@ class _Function:
             status = entry.status
             if status == "plain":
                 return self._plain(layout)
-            if _compat.tracing():  # a debugger or coverage tool must see the plain function
+            if _compat.tracing() and not self.tracer_ok:  # a debugger or coverage tool
+                # must see the plain function
                 entry.traced += 1
                 return self._plain(layout)
             if status == "optimized":

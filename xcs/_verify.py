@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import dis
 import functools
+import hashlib
 import os
+import pickle
 import re
 import sys
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from types import CodeType, FrameType, FunctionType, MethodType
+from types import CodeType, FrameType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 from xcs import _replay
-from xcs._errors import XcsTypeError
+from xcs._errors import XcsTypeError, XcsWarning
 
 __all__ = ["VerifyError", "verify"]
 
@@ -68,6 +71,11 @@ def verify(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
     """
     if not callable(fn):
         raise XcsTypeError(f"verify() needs a callable, not {type(fn).__name__}: {fn!r}")
+    with _one_at_a_time:  # the profile functions are process-wide
+        _verify(fn, args, kwargs)
+
+
+def _verify(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     from xcs._jit import jit
 
     plain = _unjitted(fn)
@@ -75,13 +83,42 @@ def verify(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         getattr(plain, "func", None), "__qualname__", repr(plain)))
     expected, expected_calls = _observe(plain, args, kwargs, None)
     with ThreadPoolExecutor(thread_name_prefix="xcs-verify") as pool:
-        jitted = jit(plain, executor=pool)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", XcsWarning)  # said below, once
+            jitted = jit(plain, executor=pool)
+        state = _state(jitted)
+        if state is None or state.program is None:
+            reason = state.reason if state is not None else "xcs cannot rewrite it"
+            _warn(f"verify({name}): xcs runs it plain ({reason}): nothing to compare")
+            return
+        state.tracer_ok = True  # replay under coverage or a debugger too: this is a test
+        replayed = 0
         for _ in range(RUNS):
             before = _replays(jitted)
             # A trial installs the replay's code: take the function's code anew each run.
             got, calls = _observe(jitted, args, kwargs, _codes(plain) | _codes(jitted))
             kind = "a replay" if _replays(jitted) > before else "the trial"
+            replayed += kind == "a replay"
             _compare(name, kind, expected, got, expected_calls, calls)
+    if not replayed:
+        reasons = {s.reason for s in jitted.stats().signatures if s.reason}
+        _warn(f"verify({name}): no replay ran, so no deferred call was checked"
+              + (f" ({'; '.join(sorted(reasons))})" if reasons else "")
+              + ": a fake model must be slow enough to be deferred (100 us or more)")
+
+
+_one_at_a_time = threading.Lock()
+
+
+def _warn(message: str) -> None:
+    warnings.warn(XcsWarning(message), stacklevel=4)
+
+
+def _state(jitted: Any) -> Any:
+    """The ``_Function`` behind what ``jit`` returned (a function, a method, a partial)."""
+    while isinstance(jitted, MethodType | functools.partial):
+        jitted = jitted.__func__ if isinstance(jitted, MethodType) else jitted.func
+    return getattr(jitted, "__xcs__", None)
 
 
 def _unjitted(fn: Any) -> Any:
@@ -128,7 +165,9 @@ def _observe(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
     own = codes if codes is not None else _codes(fn)
     calls: Counter[str] = Counter()
     _watched.append(own)
+    _watched_names.append({c.co_qualname for c in own})
     counting.append(calls)
+    saved, saved_threads = sys.getprofile(), threading.getprofile()
     threading.setprofile(_profile)  # the pool's threads start after this, with it
     sys.setprofile(_profile)
     try:
@@ -136,10 +175,11 @@ def _observe(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
     except Exception as exc:
         outcome = ("raised", exc)
     finally:
-        sys.setprofile(None)
-        threading.setprofile(None)  # type: ignore[arg-type,unused-ignore]
+        sys.setprofile(saved)
+        threading.setprofile(saved_threads)  # type: ignore[arg-type,unused-ignore]
         counting.pop()
         _watched.pop()
+        _watched_names.pop()
     return outcome, calls
 
 
@@ -147,6 +187,7 @@ def _observe(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
 # started with: it must find the current run's counter), and the code it watches.
 counting: list[Counter[str]] = []
 _watched: list[set[CodeType]] = []
+_watched_names: list[set[str]] = []
 _lock = threading.Lock()
 
 
@@ -177,8 +218,9 @@ def _calling(frame: FrameType, own: set[CodeType]) -> bool:
     and is at a call instruction (not a property read or an operator's dunder)."""
     code = frame.f_code
     relay = code in _RELAYS
-    if code not in own and code not in _replay._TRAMPOLINES and not relay:
-        return False
+    if code not in own and not relay and not (
+            code in _replay._TRAMPOLINES and code.co_qualname in _watched_names[-1]):
+        return False  # (a trampoline of another jitted function runs that one's calls)
     raw, lasti = code.co_code, frame.f_lasti
     if not 0 <= lasti < len(raw):
         return False
@@ -212,28 +254,43 @@ def _arguments(frame: FrameType) -> str:
 def _c_name(fn: Any) -> str:
     owner = getattr(fn, "__self__", None)
     name = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn)))
-    if owner is not None and not isinstance(owner, type) and "." not in name:
+    if (owner is not None and not isinstance(owner, type | ModuleType) and "." not in name):
         name = f"{type(owner).__qualname__}.{name}"
     return name
 
 
 def _short(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception as exc:
-        text = f"<unrepresentable {type(value).__qualname__}: {type(exc).__name__}>"
-    text = _ADDRESS.sub("", text)
-    return text if len(text) <= _REPR_LIMIT else text[:_REPR_LIMIT] + "..."
+    """The repr for a message or a call's key: a long one is cut, with a digest of all
+    of it (two arguments that differ past the cut still differ)."""
+    text = _full(value)
+    if len(text) <= _REPR_LIMIT:
+        return text
+    digest = hashlib.sha1(text.encode(errors="replace")).hexdigest()[:12]
+    return f"{text[:_REPR_LIMIT]}... ({len(text)} chars, sha1 {digest})"
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Equal as values: ``==`` if it says True; else the same pickle (NaN, objects
+    without ``__eq__``, numpy arrays in containers); else the same full repr."""
     try:
         equal = a == b
-        if isinstance(equal, bool):
-            return equal
+        if isinstance(equal, bool) and equal:
+            return True
+        if not isinstance(equal, bool) and hasattr(equal, "all"):  # numpy: elementwise
+            return bool(equal.all()) and getattr(a, "shape", None) == getattr(b, "shape", None)
     except Exception:
         pass
-    return _short(a) == _short(b)
+    try:
+        return pickle.dumps(a) == pickle.dumps(b)
+    except Exception:
+        return _full(a) == _full(b)
+
+
+def _full(value: Any) -> str:
+    try:
+        return _ADDRESS.sub("", repr(value))
+    except Exception as exc:
+        return f"<unrepresentable {type(value).__qualname__}: {type(exc).__name__}>"
 
 
 def _compare(name: str, run: str, expected: tuple[str, Any], got: tuple[str, Any],
