@@ -759,14 +759,9 @@ class _Function:
             timelines = [(t, e) for e in self.entries.values()
                          if (t := e.last_timeline()) is not None]
         if not timelines:
-            events: dict[str, Any] = {"traceEvents": [], "displayTimeUnit": "ms"}
-        else:
-            latest, entry = max(timelines, key=lambda te: te[0].started + te[0].duration)
-            events = _explain.trace_events(latest, self.name + entry.text, self._where())
-        if path is not None:
-            with open(path, "w") as f:
-                json.dump(events, f)
-        return events
+            return _saved(_no_events(), path)
+        latest, entry = max(timelines, key=lambda te: te[0].started + te[0].duration)
+        return _saved(_explain.trace_events(latest, self.name + entry.text, self._where()), path)
 
     def explain(self, format: str = "text") -> str:
         """Per signature: the recorded calls, edges, independent sets, critical path and plan.
@@ -777,8 +772,7 @@ class _Function:
         Raises:
             ValueError: for another format.
         """
-        if format not in ("text", "dot"):
-            raise XcsValueError(f"explain() format must be 'text' or 'dot', not {format!r}")
+        _check_format(format)
         where = self._where()
         if format == "dot":
             with self.lock:
@@ -804,6 +798,23 @@ class _Function:
                              f"({e.plan.plain_time / mean:.2f}x)")
                 lines += _waits(e.timeline, where)
         return "\n".join(lines)
+
+
+def _check_format(format: str) -> None:
+    if format not in ("text", "dot"):
+        raise XcsValueError(f"explain() format must be 'text' or 'dot', not {format!r}")
+
+
+def _no_events() -> dict[str, Any]:
+    """The trace-event JSON of a function with nothing recorded yet."""
+    return {"traceEvents": [], "displayTimeUnit": "ms"}
+
+
+def _saved(events: dict[str, Any], path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    if path is not None:
+        with open(path, "w") as f:
+            json.dump(events, f)
+    return events
 
 
 def _waits(timeline: Timeline | None, where: dict[int, str], most: int = 8) -> list[str]:
@@ -861,13 +872,13 @@ def _jit(fn: Any, executor: Executor | None) -> Any:
             return fn
         fn = state.fn
     if isinstance(fn, staticmethod):
-        return staticmethod(_jit(fn.__func__, executor))
+        return _carrying(staticmethod(_jit(fn.__func__, executor)))
     if isinstance(fn, classmethod):
-        return classmethod(_jit(fn.__func__, executor))
-    if isinstance(fn, MethodType):
+        return _carrying(classmethod(_jit(fn.__func__, executor)))
+    if isinstance(fn, MethodType):  # a bound method forwards attribute reads to its function
         return MethodType(_jit(fn.__func__, executor), fn.__self__)
     if isinstance(fn, functools.partial):
-        return functools.partial(_jit(fn.func, executor), *fn.args, **fn.keywords)
+        return _Partial(_jit(fn.func, executor), *fn.args, **fn.keywords)
     if isinstance(fn, FunctionType):
         name = fn.__qualname__
         for check, what in ((inspect.isasyncgenfunction, "async generator functions"),
@@ -884,6 +895,70 @@ def _jit(fn: Any, executor: Executor | None) -> Any:
     return _plain(fn, "not a Python function: there is no bytecode to rewrite")
 
 
+_METHODS = ("stats", "explain", "timeline")
+
+
+def _carrying(descriptor: staticmethod[Any, Any] | classmethod[Any, Any, Any]) -> Any:
+    """A staticmethod or classmethod that also has its function's stats/explain/timeline.
+
+    Read through the class or an instance, the descriptor gives the jitted
+    function (or a method bound to it), which has them anyway; this is for the
+    descriptor object itself.
+    """
+    for name in _METHODS:
+        setattr(descriptor, name, getattr(descriptor.__func__, name))
+    return descriptor
+
+
+class _Partial(functools.partial[Any]):
+    """``jit(partial(f, ...))``: a ``functools.partial`` of ``jit(f)`` with its methods.
+
+    The methods are on the class, not in the instance's ``__dict__``: a
+    partial pickles and copies its ``__dict__``, and xcs's per-function state
+    cannot be pickled.
+    """
+
+    __slots__ = ()
+
+    def stats(self) -> Stats:
+        """``f.stats()`` of the jitted function."""
+        return self._jitted().stats()  # type: ignore[no-any-return]
+
+    def explain(self, format: str = "text") -> str:
+        """``f.explain(format)`` of the jitted function."""
+        return self._jitted().explain(format)  # type: ignore[no-any-return]
+
+    def timeline(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """``f.timeline(path)`` of the jitted function."""
+        return self._jitted().timeline(path)  # type: ignore[no-any-return]
+
+    def _jitted(self) -> Any:
+        return self.func
+
+
+class _Fallback:
+    """The views of a callable that runs plain from the start: nothing is ever recorded."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def stats(self) -> Stats:
+        """No argument signatures, and the reason."""
+        return Stats(self.name, self.reason, ())
+
+    def explain(self, format: str = "text") -> str:
+        """The reason as text, or an empty call graph (as for a jitted function not yet called)."""
+        _check_format(format)
+        if format == "dot":
+            return _explain.dot(self.name, [], {})
+        return f"{self.name}: runs plain: {self.reason}"
+
+    def timeline(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """An empty trace (as for a jitted function not yet called), also written to ``path``."""
+        return _saved(_no_events(), path)
+
+
 def _plain(fn: Any, reason: str) -> Any:
     """A thin wrapper for callables xcs cannot rewrite (builtins, C extensions)."""
 
@@ -895,7 +970,8 @@ def _plain(fn: Any, reason: str) -> Any:
     except (AttributeError, TypeError):
         plain.__wrapped__ = fn  # type: ignore[attr-defined]
     name = getattr(fn, "__qualname__", None) or repr(fn)
-    plain.stats = lambda: Stats(name, reason, ())  # type: ignore[attr-defined]
-    plain.explain = lambda: f"{name}: runs plain: {reason}"  # type: ignore[attr-defined]
+    views = _Fallback(name, reason)
+    for method in _METHODS:
+        setattr(plain, method, getattr(views, method))
     warnings.warn(XcsWarning(f"xcs runs {name!r} plain: {reason}"), stacklevel=_outside_xcs())
     return plain
