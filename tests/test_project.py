@@ -23,7 +23,8 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_public_surface_is_small():
-    """xcs exports jit, the stats records and its error types, nothing else."""
-    assert sorted(xcs.__all__) == ["SignatureStats", "Stats", "XcsError", "XcsWarning", "jit"]
+    """xcs exports jit, its type for type checkers, the stats records and its error types."""
+    assert sorted(xcs.__all__) == ["Jitted", "SignatureStats", "Stats", "XcsError", "XcsWarning",
+                                   "jit"]
     assert all(p.name.startswith("_") for p in (ROOT / "xcs").glob("*.py"))
     assert (ROOT / "xcs" / "py.typed").exists()

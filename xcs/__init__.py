@@ -6,7 +6,7 @@ the executor) and ``f.stats()`` / ``f.explain()`` for what was decided.
 """
 
 from xcs._errors import XcsError, XcsWarning
-from xcs._jit import SignatureStats, Stats, jit
+from xcs._jit import Jitted, SignatureStats, Stats, jit
 
-__all__ = ["SignatureStats", "Stats", "XcsError", "XcsWarning", "jit"]
+__all__ = ["Jitted", "SignatureStats", "Stats", "XcsError", "XcsWarning", "jit"]
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FunctionType, GeneratorType, MethodType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from xcs import _compat, _explain, _owners, _replay
 from xcs._analyze import ExecutorFacts, Plan
@@ -37,7 +37,7 @@ from xcs._trace import Recorder, drains, pure_value, shares_state, stays_here
 if TYPE_CHECKING:
     from xcs._rewrite import OpSite, Program, Site, Variant
 
-__all__ = ["SignatureStats", "Stats", "jit"]
+__all__ = ["Jitted", "SignatureStats", "Stats", "jit"]
 
 DEFAULT_WORKERS = 512  # threads are started on demand; I/O-bound calls need many
 MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped first)
@@ -149,6 +149,60 @@ class Stats:
             lines.append(f"  {s.signature}: {s.status}{why}; {s.calls} calls, "
                          f"{s.replays} replayed{est}{got}{traced}")
         return "\n".join(lines)
+
+
+_P = ParamSpec("_P")
+_Q = ParamSpec("_Q")
+_R = TypeVar("_R")
+_R_co = TypeVar("_R_co", covariant=True)
+_S = TypeVar("_S")
+_T = TypeVar("_T")
+
+
+class Jitted(Protocol[_P, _R_co]):
+    """What ``jit`` returns, to a type checker: the function's own signature, and the views.
+
+    ``@jit def f(x: int) -> str`` is a ``Jitted[[int], str]``: ``f(1)`` is a
+    ``str`` and ``f("a")`` is an error, as without ``@jit``.  ``__get__`` makes
+    it bind like a function: read on an instance, a method loses its first
+    parameter; read on the class it does not.  (Type checkers look through
+    ``staticmethod``/``classmethod`` to this ``__get__``: mypy types a
+    ``@staticmethod`` read on an instance, and both mypy and pyright a
+    ``@classmethod`` read on the class, as if it were a plain method.)
+
+    Not ``runtime_checkable``: ``isinstance`` would only check that the names
+    exist, so it would say yes to any object with a ``stats`` attribute and
+    no to a jitted ``partial`` (no ``__get__`` before Python 3.14).
+    """
+
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
+
+    def stats(self) -> Stats:
+        """The argument signatures seen so far and what was decided for each."""
+        ...
+
+    def explain(self, format: str = "text") -> str:
+        """The recorded calls and the plan per signature, as text or as Graphviz DOT."""
+        ...
+
+    def timeline(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The last replay (else the last trial) as Chrome/Perfetto trace-event JSON."""
+        ...
+
+    # Read on the class: unchanged.
+    @overload
+    def __get__(self, instance: None, owner: type[Any], /) -> Jitted[_P, _R_co]: ...
+    # Read on an instance that can be the first argument: a bound method.
+    @overload
+    def __get__(self: Jitted[Concatenate[_S, _Q], _T], instance: _S,
+                owner: type[Any] | None = None, /) -> Jitted[_Q, _T]: ...
+    # The first parameter takes the instance's class: a classmethod read on an instance.
+    @overload
+    def __get__(self: Jitted[Concatenate[type[_S], _Q], _T], instance: _S,
+                owner: type[Any] | None = None, /) -> Jitted[_Q, _T]: ...
+    # Else (a staticmethod read on an instance): unchanged.
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Jitted[_P, _R_co]: ...
 
 
 class _Entry:
@@ -836,10 +890,18 @@ def _waits(timeline: Timeline | None, where: dict[int, str], most: int = 8) -> l
     return lines
 
 
+@overload
+def jit(fn: classmethod[_S, _P, _R], /, *,
+        executor: Executor | None = None) -> classmethod[_S, _P, _R]: ...
+@overload
+def jit(fn: Callable[_P, _R], /, *, executor: Executor | None = None) -> Jitted[_P, _R]: ...
+@overload
+def jit(fn: None = None, /, *,
+        executor: Executor | None = None) -> Callable[[Callable[_P, _R]], Jitted[_P, _R]]: ...
 def jit(fn: Any = None, /, *, executor: Executor | None = None) -> Any:
     """Run the independent calls in ``fn`` concurrently, without changing what it does.
 
-    Usable as ``@jit``, ``@jit()`` or ``@jit(executor=pool)``.
+    Usable as ``@jit``, ``@jit()``, ``@jit(executor=pool)`` or ``jit(fn, executor=pool)``.
 
     Args:
         fn: the function to speed up.
@@ -850,8 +912,9 @@ def jit(fn: Any = None, /, *, executor: Executor | None = None) -> Any:
 
     Returns:
         A function with the same signature and metadata that returns, raises
-        and calls exactly what ``fn`` would; ``f.stats()`` and ``f.explain()``
-        show what xcs decided.
+        and calls exactly what ``fn`` would; ``f.stats()``, ``f.explain()``
+        and ``f.timeline()`` show what xcs decided and what overlapped.  To a
+        type checker it is a ``Jitted`` with ``fn``'s parameters and return type.
 
     Raises:
         TypeError: ``fn`` is not callable, is a generator or coroutine
@@ -922,18 +985,18 @@ class _Partial(functools.partial[Any]):
 
     def stats(self) -> Stats:
         """``f.stats()`` of the jitted function."""
-        return self._jitted().stats()  # type: ignore[no-any-return]
+        return self._jitted().stats()
 
     def explain(self, format: str = "text") -> str:
         """``f.explain(format)`` of the jitted function."""
-        return self._jitted().explain(format)  # type: ignore[no-any-return]
+        return self._jitted().explain(format)
 
     def timeline(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """``f.timeline(path)`` of the jitted function."""
-        return self._jitted().timeline(path)  # type: ignore[no-any-return]
+        return self._jitted().timeline(path)
 
-    def _jitted(self) -> Any:
-        return self.func
+    def _jitted(self) -> Jitted[..., Any]:
+        return cast("Jitted[..., Any]", self.func)
 
 
 class _Fallback:
