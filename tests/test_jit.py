@@ -746,7 +746,7 @@ def _jit_of(kind):
 
 @pytest.mark.parametrize("kind", ["function", "partial", "callable object", "bound method",
                                   "staticmethod", "classmethod", "builtin (fallback)"])
-def test_every_object_jit_returns_has_the_methods_with_one_signature(kind):
+def test_every_object_jit_returns_has_the_methods_with_the_same_signatures(kind):
     """stats(), explain(format) and timeline(path) exist on whatever jit returns, alike."""
     reference = jit(lambda x: x)
     obj = _jit_of(kind)

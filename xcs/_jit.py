@@ -170,9 +170,11 @@ class Jitted(Protocol[_P, _R_co]):
     ``@staticmethod`` read on an instance, and both mypy and pyright a
     ``@classmethod`` read on the class, as if it were a plain method.)
 
-    Not ``runtime_checkable``: ``isinstance`` would only check that the names
-    exist, so it would say yes to any object with a ``stats`` attribute and
-    no to a jitted ``partial`` (no ``__get__`` before Python 3.14).
+    At run time ``jit`` returns a function (or a partial, bound method or
+    descriptor of one) that has these methods.  ``Jitted`` is not
+    ``runtime_checkable``: ``isinstance`` would only check that attributes of
+    these names exist, so it would accept unrelated objects that have them, and
+    reject a jitted ``partial`` before Python 3.14 (a partial has no ``__get__``).
     """
 
     def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
