@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import inspect
 import itertools
+import json
+import pickle
 import threading
 import time
+import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
@@ -709,6 +713,108 @@ def test_jitting_twice_returns_the_same_function():
     with ThreadPoolExecutor(1) as pool:
         g = jit(f, executor=pool)
         assert g is not f and g.__wrapped__ is f.__wrapped__ and g(3) == 3
+
+
+# -- every object jit returns has stats(), explain() and timeline() --------------------
+
+
+@jit
+def _scaled(k, x):  # at module level: a partial of it pickles the function by reference
+    return k * x
+
+
+class _Doubler:
+    def __call__(self, x):
+        return 2 * x
+
+    def twice(self, x):
+        return 2 * x
+
+
+def _jit_of(kind):
+    """What jit returns for a callable of ``kind`` (the fallback's warning silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XcsWarning)
+        return {"function": lambda: jit(lambda x: x),
+                "partial": lambda: jit(functools.partial(_scaled, 2)),
+                "callable object": lambda: jit(_Doubler()),
+                "bound method": lambda: jit(_Doubler().twice),
+                "staticmethod": lambda: jit(staticmethod(lambda x: x)),
+                "classmethod": lambda: jit(classmethod(lambda cls, x: x)),
+                "builtin (fallback)": lambda: jit(len)}[kind]()
+
+
+@pytest.mark.parametrize("kind", ["function", "partial", "callable object", "bound method",
+                                  "staticmethod", "classmethod", "builtin (fallback)"])
+def test_every_object_jit_returns_has_the_methods_with_the_same_signatures(kind):
+    """stats(), explain(format) and timeline(path) exist on whatever jit returns, alike."""
+    reference = jit(lambda x: x)
+    obj = _jit_of(kind)
+    for name in ("stats", "explain", "timeline"):
+        assert inspect.signature(getattr(obj, name)) == inspect.signature(getattr(reference, name))
+    assert isinstance(obj.stats(), xcs.Stats)
+    assert obj.explain(format="dot").startswith("digraph ")
+    assert set(obj.timeline()) == {"traceEvents", "displayTimeUnit"}
+    with pytest.raises(ValueError) as got:
+        obj.explain(format="svg")
+    with pytest.raises(ValueError) as expected:
+        reference.explain(format="svg")
+    assert (type(got.value), str(got.value)) == (type(expected.value), str(expected.value))
+
+
+def test_a_fallback_explains_and_draws_like_a_function_that_has_not_run(tmp_path):
+    """jit(len)'s DOT is an empty graph, its timeline is empty, as for a jitted function not yet called."""
+    with pytest.warns(XcsWarning):
+        plain = jit(len)
+    fresh = jit(lambda obj: obj.__len__())
+    assert plain.explain(format="dot") == fresh.explain(format="dot").replace(
+        fresh.__qualname__, "len")
+    assert "->" not in plain.explain(format="dot") and "subgraph" not in plain.explain(format="dot")
+    assert plain.explain() == plain.explain(format="text") == (
+        "len: runs plain: not a Python function: there is no bytecode to rewrite")
+    empty = {"traceEvents": [], "displayTimeUnit": "ms"}
+    assert plain.timeline() == fresh.timeline() == empty
+    path = tmp_path / "trace.json"
+    assert plain.timeline(path) == empty
+    assert json.loads(path.read_text()) == empty
+    assert plain([1, 2]) == 2
+
+
+def test_a_jitted_partial_is_a_partial_with_the_functions_methods(model):
+    """jit(partial(f, ...)) is a partial of jit(f) that answers stats/explain/timeline for it."""
+    part = jit(functools.partial(lambda m, xs: [m(x) for x in xs], model))
+    assert isinstance(part, functools.partial) and part.args == (model,) and part.keywords == {}
+    for _ in range(3):
+        assert part(["a", "b"]) == ["m(a)", "m(b)"]
+    assert part.stats() == part.func.stats() and replays(part) == 2
+    assert part.explain() == part.func.explain() and "optimized" in part.explain()
+    assert part.timeline() == part.func.timeline() and part.timeline()["traceEvents"]
+    scaled = jit(functools.partial(_scaled, 3))
+    assert scaled.func is _scaled and scaled(2) == 6
+    clone = pickle.loads(pickle.dumps(scaled))  # the methods live on the class, not in __dict__
+    assert clone(5) == 15 and clone.func is _scaled and clone.stats() == _scaled.stats()
+    assert copy.deepcopy(scaled)(1) == 3 == functools.partial(scaled, 1)()
+
+
+def test_static_and_class_method_descriptors_carry_the_methods(model):
+    """jit(staticmethod(f)) and jit(classmethod(f)) stay descriptors and have the methods too."""
+
+    def stat(m, xs):
+        return [m(x) for x in xs]
+
+    def clas(cls, m, xs):
+        return [m(cls.__name__, x) for x in xs]
+
+    sm, cm = jit(staticmethod(stat)), jit(classmethod(clas))
+    assert type(sm) is staticmethod and type(cm) is classmethod
+    Agent = type("Agent", (), {"stat": sm, "clas": cm})
+    for _ in range(3):
+        assert Agent.stat(model, ["a", "b"]) == Agent().stat(model, ["a", "b"]) == ["m(a)", "m(b)"]
+        assert Agent().clas(model, ["a", "b"]) == ["m(Agent, a)", "m(Agent, b)"]
+    for views in [(sm, Agent.stat, Agent().stat), (cm, Agent.clas, Agent().clas)]:
+        assert len({str(view.stats()) for view in views}) == 1
+        assert len({view.explain() for view in views}) == 1
+        assert replays(views[0]) >= 1
 
 
 # -- pure operators on results: a + b + c does not stall -------------------------------

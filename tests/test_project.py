@@ -23,8 +23,9 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_public_surface_is_small():
-    """xcs exports jit, the stats records and its error types, nothing else."""
-    assert sorted(xcs.__all__) == ["SignatureStats", "Stats", "VerifyError", "XcsError",
+    """xcs exports jit, its type for type checkers, the stats records, throttle, verify
+    and its error types, nothing else."""
+    assert sorted(xcs.__all__) == ["Jitted", "SignatureStats", "Stats", "VerifyError", "XcsError",
                                    "XcsWarning", "jit", "throttle", "verify"]
     assert all(p.name.startswith("_") for p in (ROOT / "xcs").glob("*.py"))
     assert (ROOT / "xcs" / "py.typed").exists()

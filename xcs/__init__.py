@@ -7,9 +7,9 @@ the executor) and ``f.stats()`` / ``f.explain()`` for what was decided.
 
 from xcs._errors import XcsError, XcsWarning
 from xcs._executors import throttle
-from xcs._jit import SignatureStats, Stats, jit
+from xcs._jit import Jitted, SignatureStats, Stats, jit
 from xcs._verify import VerifyError, verify
 
-__all__ = ["SignatureStats", "Stats", "VerifyError", "XcsError", "XcsWarning", "jit", "throttle",
-           "verify"]
+__all__ = ["Jitted", "SignatureStats", "Stats", "VerifyError", "XcsError", "XcsWarning", "jit",
+           "throttle", "verify"]
 __version__ = "0.1.0"

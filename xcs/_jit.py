@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from types import FunctionType, GeneratorType, MethodType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from xcs import _compat, _explain, _owners, _replay
 from xcs._analyze import MIN_DURATION, ExecutorFacts, Plan
@@ -38,7 +38,7 @@ from xcs._trace import Recorder, drains, pure_value, shares_state, stays_here
 if TYPE_CHECKING:
     from xcs._rewrite import OpSite, Program, Site, Variant
 
-__all__ = ["SignatureStats", "Stats", "jit"]
+__all__ = ["Jitted", "SignatureStats", "Stats", "jit"]
 
 MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped first)
 MAX_TRIALS = 3  # trials per signature while the evidence is too thin to decide
@@ -160,6 +160,62 @@ class Stats:
             lines.append(f"  {s.signature}: {s.status}{why}; {s.calls} calls, "
                          f"{s.replays} replayed{est}{got}{traced}")
         return "\n".join(lines)
+
+
+_P = ParamSpec("_P")
+_Q = ParamSpec("_Q")
+_R = TypeVar("_R")
+_R_co = TypeVar("_R_co", covariant=True)
+_S = TypeVar("_S")
+_T = TypeVar("_T")
+
+
+class Jitted(Protocol[_P, _R_co]):
+    """What ``jit`` returns, to a type checker: the function's own signature, and the views.
+
+    ``@jit def f(x: int) -> str`` is a ``Jitted[[int], str]``: ``f(1)`` is a
+    ``str`` and ``f("a")`` is an error, as without ``@jit``.  ``__get__`` makes
+    it bind like a function: read on an instance, a method loses its first
+    parameter; read on the class it does not.  (Type checkers look through
+    ``staticmethod``/``classmethod`` to this ``__get__``: mypy types a
+    ``@staticmethod`` read on an instance, and both mypy and pyright a
+    ``@classmethod`` read on the class, as if it were a plain method.)
+
+    At run time ``jit`` returns a function (or a partial, bound method or
+    descriptor of one) that has these methods.  ``Jitted`` is not
+    ``runtime_checkable``: ``isinstance`` would only check that attributes of
+    these names exist, so it would accept unrelated objects that have them, and
+    reject a jitted ``partial`` before Python 3.14 (a partial has no ``__get__``).
+    """
+
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
+
+    def stats(self) -> Stats:
+        """The argument signatures seen so far and what was decided for each."""
+        ...
+
+    def explain(self, format: str = "text") -> str:
+        """The recorded calls and the plan per signature, as text or as Graphviz DOT."""
+        ...
+
+    def timeline(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The last replay (else the last trial) as Chrome/Perfetto trace-event JSON."""
+        ...
+
+    # Read on the class: unchanged.
+    @overload
+    def __get__(self, instance: None, owner: type[Any], /) -> Jitted[_P, _R_co]: ...
+    # Read on an instance that can be the first argument: a bound method.
+    @overload
+    def __get__(self: Jitted[Concatenate[_S, _Q], _T], instance: _S,
+                owner: type[Any] | None = None, /) -> Jitted[_Q, _T]: ...
+    # The first parameter takes the instance's class: a classmethod read on an instance.
+    @overload
+    def __get__(self: Jitted[Concatenate[type[_S], _Q], _T], instance: _S,
+                owner: type[Any] | None = None, /) -> Jitted[_Q, _T]: ...
+    # Else (a staticmethod read on an instance): unchanged.
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None, /) -> Jitted[_P, _R_co]: ...
 
 
 class _Entry:
@@ -843,14 +899,9 @@ class _Function:
             timelines = [(t, e) for e in self.entries.values()
                          if (t := e.last_timeline()) is not None]
         if not timelines:
-            events: dict[str, Any] = {"traceEvents": [], "displayTimeUnit": "ms"}
-        else:
-            latest, entry = max(timelines, key=lambda te: te[0].started + te[0].duration)
-            events = _explain.trace_events(latest, self.name + entry.text, self._where())
-        if path is not None:
-            with open(path, "w") as f:
-                json.dump(events, f)
-        return events
+            return _saved(_no_events(), path)
+        latest, entry = max(timelines, key=lambda te: te[0].started + te[0].duration)
+        return _saved(_explain.trace_events(latest, self.name + entry.text, self._where()), path)
 
     def explain(self, format: str = "text") -> str:
         """Per signature: the recorded calls, edges, independent sets, critical path and plan.
@@ -861,8 +912,7 @@ class _Function:
         Raises:
             ValueError: for another format.
         """
-        if format not in ("text", "dot"):
-            raise XcsValueError(f"explain() format must be 'text' or 'dot', not {format!r}")
+        _check_format(format)
         where = self._where()
         if format == "dot":
             with self.lock:
@@ -890,6 +940,23 @@ class _Function:
         return "\n".join(lines)
 
 
+def _check_format(format: str) -> None:
+    if format not in ("text", "dot"):
+        raise XcsValueError(f"explain() format must be 'text' or 'dot', not {format!r}")
+
+
+def _no_events() -> dict[str, Any]:
+    """The trace-event JSON of a function with nothing recorded yet."""
+    return {"traceEvents": [], "displayTimeUnit": "ms"}
+
+
+def _saved(events: dict[str, Any], path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    if path is not None:
+        with open(path, "w") as f:
+            json.dump(events, f)
+    return events
+
+
 def _waits(timeline: Timeline | None, where: dict[int, str], most: int = 8) -> list[str]:
     """Where the last replay's body waited, longest total first, and why."""
     if timeline is None:
@@ -909,10 +976,18 @@ def _waits(timeline: Timeline | None, where: dict[int, str], most: int = 8) -> l
     return lines
 
 
+@overload
+def jit(fn: classmethod[_S, _P, _R], /, *,
+        executor: Executor | None = None) -> classmethod[_S, _P, _R]: ...
+@overload
+def jit(fn: Callable[_P, _R], /, *, executor: Executor | None = None) -> Jitted[_P, _R]: ...
+@overload
+def jit(fn: None = None, /, *,
+        executor: Executor | None = None) -> Callable[[Callable[_P, _R]], Jitted[_P, _R]]: ...
 def jit(fn: Any = None, /, *, executor: Executor | None = None) -> Any:
     """Run the independent calls in ``fn`` concurrently, without changing what it does.
 
-    Usable as ``@jit``, ``@jit()`` or ``@jit(executor=pool)``.
+    Usable as ``@jit``, ``@jit()``, ``@jit(executor=pool)`` or ``jit(fn, executor=pool)``.
 
     Args:
         fn: the function to speed up.
@@ -923,8 +998,9 @@ def jit(fn: Any = None, /, *, executor: Executor | None = None) -> Any:
 
     Returns:
         A function with the same signature and metadata that returns, raises
-        and calls exactly what ``fn`` would; ``f.stats()`` and ``f.explain()``
-        show what xcs decided.
+        and calls exactly what ``fn`` would; ``f.stats()``, ``f.explain()``
+        and ``f.timeline()`` show what xcs decided and what overlapped.  To a
+        type checker it is a ``Jitted`` with ``fn``'s parameters and return type.
 
     Raises:
         TypeError: ``fn`` is not callable, is a generator or coroutine
@@ -945,13 +1021,13 @@ def _jit(fn: Any, executor: Executor | None) -> Any:
             return fn
         fn = state.fn
     if isinstance(fn, staticmethod):
-        return staticmethod(_jit(fn.__func__, executor))
+        return _carrying(staticmethod(_jit(fn.__func__, executor)))
     if isinstance(fn, classmethod):
-        return classmethod(_jit(fn.__func__, executor))
-    if isinstance(fn, MethodType):
+        return _carrying(classmethod(_jit(fn.__func__, executor)))
+    if isinstance(fn, MethodType):  # a bound method forwards attribute reads to its function
         return MethodType(_jit(fn.__func__, executor), fn.__self__)
     if isinstance(fn, functools.partial):
-        return functools.partial(_jit(fn.func, executor), *fn.args, **fn.keywords)
+        return _Partial(_jit(fn.func, executor), *fn.args, **fn.keywords)
     if isinstance(fn, FunctionType):
         name = fn.__qualname__
         for check, what in ((inspect.isasyncgenfunction, "async generator functions"),
@@ -968,6 +1044,70 @@ def _jit(fn: Any, executor: Executor | None) -> Any:
     return _plain(fn, "not a Python function: there is no bytecode to rewrite")
 
 
+_METHODS = ("stats", "explain", "timeline")
+
+
+def _carrying(descriptor: staticmethod[Any, Any] | classmethod[Any, Any, Any]) -> Any:
+    """A staticmethod or classmethod that also has its function's stats/explain/timeline.
+
+    Read through the class or an instance, the descriptor gives the jitted
+    function (or a method bound to it), which has them anyway; this is for the
+    descriptor object itself.
+    """
+    for name in _METHODS:
+        setattr(descriptor, name, getattr(descriptor.__func__, name))
+    return descriptor
+
+
+class _Partial(functools.partial[Any]):
+    """``jit(partial(f, ...))``: a ``functools.partial`` of ``jit(f)`` with its methods.
+
+    The methods are on the class, not in the instance's ``__dict__``: a
+    partial pickles and copies its ``__dict__``, and xcs's per-function state
+    cannot be pickled.
+    """
+
+    __slots__ = ()
+
+    def stats(self) -> Stats:
+        """``f.stats()`` of the jitted function."""
+        return self._jitted().stats()
+
+    def explain(self, format: str = "text") -> str:
+        """``f.explain(format)`` of the jitted function."""
+        return self._jitted().explain(format)
+
+    def timeline(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """``f.timeline(path)`` of the jitted function."""
+        return self._jitted().timeline(path)
+
+    def _jitted(self) -> Jitted[..., Any]:
+        return cast("Jitted[..., Any]", self.func)
+
+
+class _Fallback:
+    """The views of a callable that runs plain from the start: nothing is ever recorded."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def stats(self) -> Stats:
+        """No argument signatures, and the reason."""
+        return Stats(self.name, self.reason, ())
+
+    def explain(self, format: str = "text") -> str:
+        """The reason as text, or an empty call graph (as for a jitted function not yet called)."""
+        _check_format(format)
+        if format == "dot":
+            return _explain.dot(self.name, [], {})
+        return f"{self.name}: runs plain: {self.reason}"
+
+    def timeline(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """An empty trace (as for a jitted function not yet called), also written to ``path``."""
+        return _saved(_no_events(), path)
+
+
 def _plain(fn: Any, reason: str) -> Any:
     """A thin wrapper for callables xcs cannot rewrite (builtins, C extensions)."""
 
@@ -979,7 +1119,8 @@ def _plain(fn: Any, reason: str) -> Any:
     except (AttributeError, TypeError):
         plain.__wrapped__ = fn  # type: ignore[attr-defined]
     name = getattr(fn, "__qualname__", None) or repr(fn)
-    plain.stats = lambda: Stats(name, reason, ())  # type: ignore[attr-defined]
-    plain.explain = lambda: f"{name}: runs plain: {reason}"  # type: ignore[attr-defined]
+    views = _Fallback(name, reason)
+    for method in _METHODS:
+        setattr(plain, method, getattr(views, method))
     warnings.warn(XcsWarning(f"xcs runs {name!r} plain: {reason}"), stacklevel=_outside_xcs())
     return plain

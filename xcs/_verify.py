@@ -25,12 +25,14 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import CodeType, FrameType, FunctionType, MethodType, ModuleType
-from typing import Any
+from typing import Any, ParamSpec
 
 from xcs import _replay
 from xcs._errors import XcsTypeError, XcsWarning
 
 __all__ = ["VerifyError", "verify"]
+
+_P = ParamSpec("_P")
 
 RUNS = 4  # calls of the jitted copy: a trial, and replays (a thin trial may be repeated)
 _HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -45,7 +47,7 @@ class VerifyError(AssertionError):
     """A jitted run of the function differed from the plain one (see ``verify``)."""
 
 
-def verify(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+def verify(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> None:
     """Check that jitting ``fn`` changes nothing for these arguments.
 
     Runs ``fn(*args, **kwargs)`` plain, then a fresh jitted copy of it on the
