@@ -2,10 +2,13 @@
 
 A deferred call site hands its callee and arguments to ``Invocation.defer``,
 which returns a ``Pending`` placeholder at once.  The rewritten body resolves
-a placeholder where it observes it; ``force`` waits for the task, and runs it
-in the waiting thread when no worker has taken it yet (so nested jitted
-functions on a one-worker pool cannot deadlock).  A deferred call whose
-arguments hold placeholders is submitted when those resolve.
+a placeholder where it observes it; ``force`` waits for the task.  A pool
+worker that waits (a deferred call running a nested jitted function) runs a
+task no worker has taken yet itself, so that nested jitted functions on a
+one-worker pool cannot deadlock; the body's own thread only waits, so that a
+pool of N workers never runs more than N calls (on a throttle: a thread whose
+call holds a slot runs it in that slot).  A deferred call whose arguments hold
+placeholders is submitted when those resolve.
 
 When the body returns, every task is finished first; when it raises (or a
 task failed), the exception of the first failing call in program order is
