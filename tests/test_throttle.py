@@ -223,7 +223,7 @@ def test_starts_are_spaced_by_the_rate_with_no_burst():
     assert batch.stats().signatures[0].replays == 1
     for starts in (trial, sorted(meter.starts)):
         gaps = [b - a for a, b in itertools.pairwise(starts)]
-        assert min(gaps) > 0.5 / rate, gaps  # no burst (a late thread only widens a gap)
+        assert min(gaps) > 0.25 / rate, gaps  # no burst (a late thread only widens a gap)
         assert starts[-1] - starts[0] >= 0.95 * 7 / rate, gaps
 
 
@@ -284,7 +284,9 @@ def test_calls_on_the_critical_path_start_first_when_they_queue():
     def link(x):
         with lock:
             order.append(f"c{x - 1000}")
-        time.sleep(0.004)  # each link takes longer than a side call: its rank is higher
+        # Far longer than a side call, so that the trial's timings rank every link above
+        # every side call even on a loaded machine (a 2 ms sleep there can take 6 ms).
+        time.sleep(0.06)
         return x + 1
 
     @jit(executor=xcs.throttle(max_in_flight=1))
@@ -349,7 +351,7 @@ def test_first_calls_on_many_threads_at_once_keep_the_cap_and_the_rate():
     assert results == [[i, i + 100] for i in range(6)]
     assert meter.peak == 1
     gaps = [b - a for a, b in itertools.pairwise(sorted(meter.starts))]
-    assert min(gaps) > 0.5 / rate, gaps
+    assert min(gaps) > 0.25 / rate, gaps
 
 
 @pytest.mark.parametrize("shape", ["try", "frame", "raises"])
@@ -410,7 +412,7 @@ def test_one_fast_call_does_not_exempt_a_site_from_the_rate():
 
     assert f(["hit", "a", "b", "c"]) == ["cached", "a", "b", "c"]
     gaps = [b - a for a, b in itertools.pairwise(sorted(meter.starts))]
-    assert min(gaps) > 0.5 / rate, gaps
+    assert min(gaps) > 0.25 / rate, gaps
 
 
 def test_a_throttle_over_a_throttle_holds_both_caps_in_the_trial():

@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+import warnings
 
 import openai
 import pytest
@@ -191,20 +192,32 @@ def test_verify_is_an_assertion_error_and_refuses_what_is_not_callable():
 # -- the corpus: realistic programs pass -------------------------------------------------
 
 
+# A request costs the client about 5 ms of CPU: at 30 ms of latency the calls are I/O,
+# and the programs that overlap replay under verify (it warns when none ran).
+CORPUS_LATENCY = 0.03
+
+
 @pytest.fixture(scope="module")
 def client():
-    old = corpus.set_tool_latency(0.005)
+    old = corpus.set_tool_latency(CORPUS_LATENCY)
     try:
-        with ChatServer(latency=0.005) as chat, \
+        with ChatServer(latency=CORPUS_LATENCY) as chat, \
                 openai.OpenAI(base_url=chat.base_url, api_key="test", max_retries=0) as c:
             yield c
     finally:
         corpus.set_tool_latency(old)
 
 
-@pytest.mark.parametrize("program", CORPUS, ids=lambda p: p.name)
-def test_the_corpus_programs_pass(program, client):
-    xcs.verify(program.fn, client, *program.args)
+def test_the_corpus_programs_pass_and_most_of_them_replay(client):
+    """Every corpus program passes verify; most really replay under it (some plans stay
+    plain by design -- a chain, a try per item -- and some sit near the threshold)."""
+    unchecked = []
+    for program in CORPUS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", xcs.XcsWarning)
+            xcs.verify(program.fn, client, *program.args)
+        unchecked += [program.name for w in caught if "no replay ran" in str(w.message)]
+    assert len(unchecked) <= len(CORPUS) // 2, unchecked
 
 
 # -- found by the adversarial run ---------------------------------------------------------
