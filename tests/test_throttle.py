@@ -169,25 +169,32 @@ def test_the_trial_of_a_throttled_function_counts_against_the_cap():
     assert meter.peak == 1
 
 
-def test_a_nested_jitted_function_on_a_one_slot_throttle_does_not_deadlock():
-    """An outer call deferred on the throttle waits for its own deferred calls: it runs
-    them in the slot it holds instead of waiting for a slot that never frees."""
-    meter = Meter()
-    throttle = xcs.throttle(max_in_flight=1)
+def _nested(outer_executor, inner_executor, meter):
+    """A jitted ``outer(xs)`` whose calls are a jitted ``inner(x)`` making two model calls:
+    ``[4x + 2 for x in xs]``."""
 
     def llm(x):
         with meter:
             time.sleep(0.003)
         return x * 2
 
-    @jit(executor=throttle)
+    @jit(executor=inner_executor)
     def inner(x):
         return llm(x) + llm(x + 1)
 
-    @jit(executor=throttle)
+    @jit(executor=outer_executor)
     def outer(xs):
         return [inner(x) for x in xs]
 
+    return outer
+
+
+def test_a_nested_jitted_function_on_a_one_slot_throttle_does_not_deadlock():
+    """An outer call deferred on the throttle waits for its own deferred calls: it runs
+    them in the slot it holds instead of waiting for a slot that never frees."""
+    meter = Meter()
+    throttle = xcs.throttle(max_in_flight=1)
+    outer = _nested(throttle, throttle, meter)
     expected = [4 * x + 2 for x in range(4)]
     for _ in range(3):
         box: dict[str, object] = {}
@@ -445,20 +452,7 @@ def test_a_throttle_over_a_throttle_holds_both_caps_in_the_trial():
 
 def test_nested_jitted_functions_on_layered_throttles_do_not_deadlock():
     base = xcs.throttle(max_in_flight=1)
-    feature = xcs.throttle(base, max_in_flight=3)
-
-    def llm(x):
-        time.sleep(0.002)
-        return x * 2
-
-    @jit(executor=feature)
-    def inner(x):
-        return llm(x) + llm(x + 1)
-
-    @jit(executor=base)
-    def outer(xs):
-        return [inner(x) for x in xs]
-
+    outer = _nested(base, xcs.throttle(base, max_in_flight=3), Meter())
     for _ in range(3):
         assert _threads(lambda i: outer([0, 1, 2]), 1) == [[2, 6, 10]]
 

@@ -103,15 +103,15 @@ def test_a_replay_really_runs_and_overlaps_under_verify():
 # -- what verify catches --------------------------------------------------------------
 
 
-def test_a_racy_callee_is_named_with_the_values_that_differ():
-    """A read-modify-write of shared state by concurrent calls: plain counts 0..3,
-    the replay's overlapping calls all read 0."""
+def _racy_tickets(calls):
+    """A function whose replay reads shared state half-updated, deterministically: in a
+    replay (after the plain run and the trial) its ``calls`` calls all read, then write."""
     state = {"n": 0, "runs": 0}
-    all_read = threading.Barrier(4, timeout=10)
+    all_read = threading.Barrier(calls, timeout=10)
 
     def take_ticket(x):
         n = state["n"]
-        if state["runs"] > 2:  # a replay (after the plain run and the trial): all read first
+        if state["runs"] > 2:
             all_read.wait()
         time.sleep(SLOW)
         state["n"] = n + 1
@@ -122,10 +122,16 @@ def test_a_racy_callee_is_named_with_the_values_that_differ():
         state["runs"] += 1
         return [take_ticket(x) for x in xs]
 
+    return tickets
+
+
+def test_a_racy_callee_is_named_with_the_values_that_differ():
+    """A read-modify-write of shared state by concurrent calls: plain counts 0..3,
+    the replay's overlapping calls all read 0."""
     with pytest.raises(xcs.VerifyError, match=r"a replay of .*tickets\(\) differs from the plain "
                                               r"call: plain returned \[0, 1, 2, 3\], a replay "
                                               r"returned \[0, 0, 0, 0\]"):
-        xcs.verify(tickets, "abcd")
+        xcs.verify(_racy_tickets(4), "abcd")
 
 
 def test_a_difference_in_the_calls_made_is_named():
@@ -223,30 +229,9 @@ def test_the_corpus_programs_pass_and_most_of_them_replay(client):
 # -- found by the adversarial run ---------------------------------------------------------
 
 
-def _racy_tickets():
-    """A function whose replay reads shared state half-updated (deterministically)."""
-    state = {"n": 0, "runs": 0}
-    all_read = threading.Barrier(3, timeout=10)
-
-    def take(x):
-        n = state["n"]
-        if state["runs"] > 2:
-            all_read.wait()
-        time.sleep(SLOW)
-        state["n"] = n + 1
-        return n
-
-    def tickets(xs):
-        state["n"] = 0
-        state["runs"] += 1
-        return [take(x) for x in xs]
-
-    return tickets
-
-
 def test_a_race_is_caught_under_a_tracer_too():
     """Coverage or a debugger makes jit run plain; verify's own copy replays anyway."""
-    tickets = _racy_tickets()
+    tickets = _racy_tickets(3)
 
     def tracer(frame, event, arg):
         return None

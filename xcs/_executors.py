@@ -52,16 +52,21 @@ def remote(executor: Executor) -> bool:
     started yet can be taken back by a thread that waits for it.  A throttle
     runs calls where the executor it wraps runs them.
     """
-    while isinstance(executor, Throttle):
-        executor = executor.executor
+    executor = _innermost(executor)
     return (isinstance(executor, ProcessPoolExecutor)
             or type(executor).__module__.split(".")[0] in _CLOUDPICKLING)
 
 
-def picklable(executor: Executor, payload: Any) -> bool:
-    """Whether a process or cluster executor will be able to send ``payload`` to a worker."""
+def _innermost(executor: Executor) -> Executor:
+    """The executor that runs the calls, under any throttles wrapping it."""
     while isinstance(executor, Throttle):
         executor = executor.executor
+    return executor
+
+
+def picklable(executor: Executor, payload: Any) -> bool:
+    """Whether a process or cluster executor will be able to send ``payload`` to a worker."""
+    executor = _innermost(executor)
     if type(executor).__module__.split(".")[0] in _CLOUDPICKLING:
         try:
             import cloudpickle as pickler  # type: ignore[import-not-found,import-untyped,unused-ignore]

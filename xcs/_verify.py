@@ -96,19 +96,19 @@ def _verify(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
         state.tracer_ok = True  # replay under coverage or a debugger too: this is a test
         replayed = 0
         for _ in range(RUNS):
-            before = _replays(jitted)
+            before = _replays(state)
             # A trial is not watched: the profile function would slow the callees' own
             # Python code (an HTTP client's) and make the trial measure them CPU-bound.
             # Its calls are the plain ones by construction; the replays' are compared.
-            trial = _status(jitted) in (None, "new")
+            trial = _status(state) in (None, "new")
             # A trial installs the replay's code: take the function's code anew each run.
             got, calls = _observe(jitted, args, kwargs, _codes(plain) | _codes(jitted),
                                   watch=not trial)
-            kind = "a replay" if _replays(jitted) > before else "the trial" if trial else "a call"
+            kind = "a replay" if _replays(state) > before else "the trial" if trial else "a call"
             replayed += kind == "a replay"
             _compare(name, kind, expected, got, expected_calls, calls)
     if not replayed:
-        reasons = {s.reason for s in jitted.stats().signatures if s.reason}
+        reasons = {s.reason for s in state.stats().signatures if s.reason}
         _warn(f"verify({name}): no replay ran, so no deferred call was checked"
               + (f" ({'; '.join(sorted(reasons))})" if reasons else "")
               + ": a fake model must be slow enough to be deferred (100 us or more)")
@@ -138,20 +138,14 @@ def _unjitted(fn: Any) -> Any:
     return state.fn if state is not None and hasattr(state, "fn") else fn
 
 
-def _status(jitted: Any) -> str | None:
+def _status(state: Any) -> str | None:
     """The status of the signature verify calls it with (None before the first call)."""
-    stats = getattr(jitted, "stats", None)
-    signatures = stats().signatures if stats is not None else ()
+    signatures = state.stats().signatures
     return signatures[-1].status if signatures else None
 
 
-def _replays(jitted: Any) -> int:
-    stats = getattr(jitted, "stats", None)
-    if stats is None:  # a partial: its function's
-        stats = getattr(getattr(jitted, "func", None), "stats", None)
-    if stats is None:
-        return 0
-    return sum(s.replays for s in stats().signatures)
+def _replays(state: Any) -> int:
+    return sum(s.replays for s in state.stats().signatures)
 
 
 def _codes(fn: Any) -> set[CodeType]:
