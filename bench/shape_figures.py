@@ -4,7 +4,8 @@ Each shape is a loop (or comprehension) over 8 documents around a 50 ms call,
 written as people write it: an attribute chain on a response, ``.strip()``,
 ``json.loads``, ``len``, unpacking a returned tuple, a dict of pending values
 tested with ``in``, a fast helper, a generator expression joined, and two
-``try``/``except`` forms (which xcs does not overlap: see docs/contract.md).
+``try``/``except`` forms (a ``try`` that only gives a value runs as one deferred call:
+see docs/contract.md).
 A hand-written pool gets about 8x on each.  Results must equal plain's; the
 speedup is plain time over the jit time of the fourth call (after the trial)::
 

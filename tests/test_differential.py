@@ -116,6 +116,10 @@ def check_program(stmts, final, calls, executor, tally, kinds=((False, False),) 
     replays = sum(s.replays for s in jitted.stats().signatures if s.replays)
     tally["programs"] += 1
     tally["replayed"] += replays > 0
+    state = getattr(jitted, "__xcs__", None)
+    outlined = bool(state is not None and state.program is not None and state.program.outlines)
+    tally["outlined"] += outlined
+    tally["outlined and replayed"] += outlined and replays > 0
     for w in caught:
         tally[f"warning: {str(w.message).split(': ', 1)[-1][:60]}"] += 1
 
@@ -207,3 +211,39 @@ def test_continuations_match_plain_on_generated_programs(monkeypatch):
     assert tally["replayed"] >= tally["programs"] // 4, tally
     # Only meaningful if replays really went on past pending results.
     assert tally["continuations"] >= tally["programs"] // 10, tally
+
+
+# Programs with a try per value (test_outline's shapes): ``v = f(x)`` or ``out.append(...)``
+# in a try whose except clauses give a value (the exception's text, a constant), among
+# callees that raise some of the handled errors and some that are not handled.
+try_statement = st.tuples(st.just("try"), st.tuples(st.integers(0, 7), st.integers(0, 3).map(
+    lambda b: 2 * b + 1), st.integers(0, 7), st.integers(0, 7)))
+try_statements = st.lists(st.one_of(try_statement, try_statement, statement),
+                          min_size=1, max_size=5).map(lambda s: [*FAN_OUT, *s])
+TRY_PROGRAMS = 80
+
+
+def test_outlined_tries_match_plain_on_generated_programs(monkeypatch):
+    """Generated programs with a try per value behave identically with and without @jit."""
+    monkeypatch.setattr(_jit, "MAX_SIGNATURES", 2)
+    tally: Counter[str] = Counter()
+    one = ThreadPoolExecutor(1, thread_name_prefix="test-pool")
+    executors = {"default": None, "one-worker": one}
+
+    @settings(max_examples=TRY_PROGRAMS, deadline=None, print_blob=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(stmts=try_statements, final=st.integers(0, 3), calls=invocations,
+           pool=st.sampled_from(sorted(executors)), kinds=type_kinds)
+    @example(stmts=[*FAN_OUT, ("try", (0, 1, 1, 0)), ("try", (1, 3, 0, 1)),
+                    ("try", (3, 5, 0, 2))], final=0, calls=CALLS, pool="default", kinds=SAME)
+    def check(stmts, final, calls, pool, kinds):
+        check_program(stmts, final, calls, executors[pool], tally, kinds)
+
+    try:
+        check()
+    finally:
+        one.shutdown(wait=True)
+    assert tally["programs"] >= TRY_PROGRAMS
+    # Most programs have an outlined try; the comparison means something where they replay.
+    assert tally["outlined"] >= tally["programs"] // 2, tally
+    assert tally["outlined and replayed"] >= tally["programs"] // 8, tally

@@ -196,7 +196,9 @@ def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
     for s, nodes in by_site.items():
         site = sites[s]
         if site.protected:
-            notes[s] = ("inside the function's own try/except/with -- to overlap, put the call"
+            notes[s] = ("inside the function's own try/except/with -- to overlap, make the try"
+                        " give one value ('v = f(x)' or 'out.append(f(x))', each except"
+                        " storing a value there: see the note on that try), or put the call"
                         " and its except in a function of their own: calls of that function"
                         " are deferred whole")
         elif site.nested:

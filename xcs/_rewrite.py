@@ -28,6 +28,7 @@ from bytecode.instr import UNSET, CellVar, InstrLocation, TryBegin, TryEnd
 from xcs import _compat
 from xcs._errors import RewriteError
 from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, Val, simulate
+from xcs._outline import outline
 
 # The version module (see _compat); the rewrite stage is only used where it exists.
 ops: Any = _compat.ops
@@ -175,7 +176,13 @@ class Program:
         self.op_sites: list[OpSite] = []
         self._op_fns: list[Callable[..., Any]] = []
         self.notes: list[str] = []  # nested code left as it is, and why
-        self.main = self._analyse(fn.__code__, "main", protected=False)
+        # The trace and replay bodies call a helper in place of each ``try`` that only
+        # computes a value (``_outline``); the plain body keeps the statement.
+        outlined = outline(fn)
+        self.outlines = outlined.outlines
+        self.notes += outlined.notes
+        self._plain_items = list(_load(fn.__code__)) if outlined.code is not None else None
+        self.main = self._analyse(outlined.code or fn.__code__, "main", protected=False)
         self.frame_reads = any(
             instr.name in ("LOAD_GLOBAL", "LOAD_NAME")
             and (instr.arg[1] if isinstance(instr.arg, tuple) else instr.arg) in FRAME_READERS
@@ -310,6 +317,11 @@ class Program:
         main = self.main
         items = list(main.bytecode)
         prefix, body = items[:self._prefix_len], items[self._prefix_len:]
+        plain = body
+        if self._plain_items is not None:  # the body before outlining
+            resume = next(i for i, x in enumerate(self._plain_items)
+                          if isinstance(x, Instr) and x.name == "RESUME")
+            plain = self._plain_items[resume + 1:]
         loc = _location(prefix)
         # The prologue has no line number: a tracer must not see a line event on
         # the `def` line that the plain function does not have.
@@ -322,7 +334,7 @@ class Program:
             out += [Instr("COPY", 1, location=nowhere), Instr("LOAD_CONST", k, location=nowhere),
                     Instr("IS_OP", 0, location=nowhere), ops.jump_forward_if_true(start, nowhere)]
         out.append(Instr("POP_TOP", location=nowhere))
-        out += _clone(body)
+        out += _clone(plain)
         for start, variant in zip(starts, variants):
             out.append(start)
             copy = [Instr("POP_TOP", location=nowhere)]
@@ -664,6 +676,8 @@ def _listing(items: list[Any]) -> list[str]:
                 text = names.get(arg, "?")
             elif isinstance(arg, CodeType):
                 text = f"<code {arg.co_name}>"
+            elif isinstance(arg, FunctionType):  # an outlined try's helper
+                text = f"<function {arg.__qualname__}>"
             elif arg is UNSET:
                 text = ""
             else:

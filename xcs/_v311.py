@@ -23,6 +23,8 @@ VERSION = (3, 11)
 # holds an object, CALL calls it with the callable as first argument; the
 # helpers ``apply`` and ``call`` below use exactly that to call a hook.
 SLOT_BELOW_CALLABLE = True
+# Loads a local that may be unbound (raising UnboundLocalError, never pushing NULL).
+CHECKED_LOAD_FAST = "LOAD_FAST"
 
 # Instructions glued to the CALL that follows them: nothing may be inserted
 # between them and the CALL (KW_NAMES sets a register that the next CALL reads).

@@ -35,6 +35,8 @@ from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
 )
 
 VERSION = (3, 12)
+# LOAD_FAST no longer checks: the compiler emits LOAD_FAST_CHECK where a local may be unbound.
+CHECKED_LOAD_FAST = "LOAD_FAST_CHECK"
 CALL_PREFIX = frozenset({"KW_NAMES"})
 COMPREHENSIONS: frozenset[str] = frozenset()
 

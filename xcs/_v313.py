@@ -15,6 +15,7 @@ from bytecode import Instr, Label
 
 from xcs import _v311, _v312
 from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
+    CHECKED_LOAD_FAST,
     READS_KEPT,
     READS_NOTHING,
     _bits,

@@ -17,6 +17,7 @@ from bytecode import Instr
 from xcs import _v313
 from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
     CALL_PREFIX,
+    CHECKED_LOAD_FAST,
     COMPREHENSIONS,
     EFFECT_FIX,
     IMMUTABLE_RESULT,

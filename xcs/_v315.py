@@ -10,6 +10,7 @@ from __future__ import annotations
 from xcs import _v314
 from xcs._v314 import (  # noqa: F401  (re-exported: unchanged since 3.14)
     CALL_PREFIX,
+    CHECKED_LOAD_FAST,
     COMPREHENSIONS,
     EFFECT_FIX,
     IMMUTABLE_RESULT,

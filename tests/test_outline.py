@@ -1,0 +1,330 @@
+"""A ``try`` per item that only computes a value runs as one deferred call.
+
+``try: v = json.loads(llm(d)) except ValueError: v = None`` and
+``try: out.append(llm(d)) except ValueError: out.append(None)`` are outlined (see
+xcs/_outline.py): the calls of a loop of them overlap (a ``Barrier`` opens only when
+all eight run at once), the handler runs on the very exception object the callee
+raised, an exception the handler does not catch is raised as plain raises it, and a
+``try`` that does more keeps its protection, with the reason in ``explain()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import traceback
+import warnings
+
+import pytest
+
+import xcs
+from xcs import jit
+from xcs._outline import outline
+from xcs._rewrite import Program
+
+from .test_continuations import N, gate, through_gate
+from .test_contract import outcome, replays
+
+DOCS = [f"d{i}" for i in range(N)]
+MIXED = [*DOCS[:5], "bad", "boom", "d7"]  # "bad" is not JSON; "boom" raises KeyError
+
+
+@pytest.fixture(autouse=True)
+def closed_gate():
+    gate.close()
+    yield
+    gate.close()
+
+
+raised: list[BaseException] = []  # what ``llm`` raised, to compare identities
+
+
+def llm(d):
+    gate.wait(d)
+    if d == "boom":
+        exc = KeyError(d)
+        raised.append(exc)
+        raise exc
+    return "not json" if d == "bad" else json.dumps({"t": d})
+
+
+def strict(d):
+    gate.wait(d)
+    if d == "bad":
+        exc = ValueError(f"bad input {d!r}")
+        raised.append(exc)
+        raise exc
+    return d.upper()
+
+
+def append_form(docs):
+    out = []
+    for d in docs:
+        try:
+            out.append(strict(d))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def store_form(docs):
+    out = []
+    for d in docs:
+        try:
+            v = json.loads(llm(d))
+        except json.JSONDecodeError:
+            v = None
+        out.append(v)
+    return out
+
+
+def continuation_inside(docs):
+    out = []
+    for d in docs:
+        try:
+            out.append(json.loads(llm(d))["t"].upper())
+        except (ValueError, KeyError) as e:
+            out.append(str(e))
+    return out
+
+
+def keeps_the_exception(docs):
+    out = []
+    for d in docs:
+        try:
+            v = strict(d)
+        except ValueError as e:
+            v = e
+        out.append(v)
+    return out
+
+
+FORMS = [append_form, store_form, continuation_inside, keeps_the_exception]
+
+
+@pytest.mark.parametrize("form", FORMS, ids=lambda f: f.__name__)
+def test_the_calls_of_a_try_per_item_overlap(form):
+    """Eight calls, each in its own try, run at once in a replay; the result is plain's."""
+    f = jit(form)
+    assert through_gate(f, DOCS, N) == form(DOCS)
+    assert "<try at line" in f.explain()
+
+
+@pytest.mark.parametrize("form", FORMS, ids=lambda f: f.__name__)
+def test_the_handler_runs_where_plain_runs_it(form):
+    """Items whose call fails get the handler's value, in their place, as in plain."""
+    f = jit(form)
+    docs = [*DOCS[:5], "bad", "d6", "d7"] if form is not continuation_inside else MIXED
+    def shown(values):  # exceptions compare by identity: compare what they say
+        return [repr(v) if isinstance(v, BaseException) else v for v in values]
+
+    expected = shown(form(docs))
+    for _ in range(3):
+        assert shown(f(docs)) == expected
+    assert replays(f) >= 1, f.explain()
+
+
+def test_the_handler_sees_the_very_exception_object():
+    """``except ValueError as e: v = e`` stores the object the callee raised."""
+    f = jit(keeps_the_exception)
+    docs = [*DOCS[:5], "bad", "d6", "d7"]
+    f(docs), f(docs)
+    raised.clear()
+    got = f(docs)
+    assert replays(f) >= 1, f.explain()
+    assert got[5] is raised[-1] and isinstance(got[5], ValueError)
+
+
+def test_an_exception_the_handler_does_not_catch_is_raised_as_in_plain():
+    """``boom`` raises KeyError, which ``except json.JSONDecodeError`` does not catch: the
+    jitted function raises that very object, with plain's frames of the body."""
+    f = jit(store_form)
+    f(DOCS), f(DOCS)
+    raised.clear()
+    plain = outcome(store_form, MIXED)
+    jitted = outcome(f, MIXED)
+    assert replays(f) >= 2, f.explain()
+    assert isinstance(plain[1], KeyError) and jitted[1] is raised[-1]
+    assert raised[0] is not raised[-1]
+
+    def frames(exc):
+        return [(t.name, t.lineno) for t in traceback.extract_tb(exc.__traceback__)
+                if t.filename == __file__]
+
+    assert frames(jitted[1]) == frames(plain[1])
+
+
+def test_the_trial_raises_as_plain_does():
+    """The first call runs the helper in the body's thread: same exception, same frames."""
+    raised.clear()
+    plain = outcome(store_form, ["d0", "boom"])
+    f = jit(store_form)
+    jitted = outcome(f, ["d0", "boom"])
+    assert jitted[1] is raised[-1] and type(plain[1]) is KeyError
+    assert "store_form.<try at line" in f.explain()  # the trial called the helper
+
+    def frames(exc):
+        return [(t.name, t.lineno) for t in traceback.extract_tb(exc.__traceback__)]
+
+    assert frames(jitted[1])[1:] == frames(plain[1])[1:]  # from this module's caller down
+
+
+def test_callees_see_the_function_calling_them():
+    """The frame above a callee of the try is named like the function, at its line."""
+    seen = []
+
+    def where(d):
+        import sys
+
+        frame = sys._getframe(1)
+        seen.append((frame.f_code.co_name, frame.f_lineno))
+        return strict(d)
+
+    def caller(docs):
+        out = []
+        for d in docs:
+            try:
+                out.append(where(d))
+            except ValueError:
+                out.append(None)
+        return out
+
+    f = jit(caller)
+    for _ in range(3):
+        f(DOCS)
+    assert replays(f) >= 1, f.explain()
+    line = caller.__code__.co_firstlineno + 4
+    assert set(seen) == {("caller", line)}
+
+
+def test_verify_accepts_an_outlined_try():
+    """verify counts the calls made inside the outlined try as the function's own."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xcs.XcsWarning)  # "no replay ran" would fail it
+        assert xcs.verify(append_form, [*DOCS[:5], "bad", "d6", "d7"]) is None
+
+
+# -- what is not outlined, and why -----------------------------------------------------------
+
+
+def prints_in_handler(docs):
+    out = []
+    for d in docs:
+        try:
+            v = strict(d)
+        except ValueError:
+            print("bad", d)
+            v = None
+        out.append(v)
+    return out
+
+
+def maybe_unbound(docs, flag):
+    out = []
+    if flag:
+        prefix = "p"
+    for d in docs:
+        try:
+            v = strict(prefix + d)
+        except ValueError:
+            v = None
+        out.append(v)
+    return out
+
+
+def with_finally(docs):
+    out = []
+    for d in docs:
+        try:
+            v = strict(d)
+        except ValueError:
+            v = None
+        finally:
+            out.append(d)
+        out.append(v)
+    return out
+
+
+def bare_except(docs):
+    out = []
+    for d in docs:
+        try:
+            v = strict(d)
+        except:  # noqa: E722
+            v = None
+        out.append(v)
+    return out
+
+
+def not_our_list(docs, out):
+    for d in docs:
+        try:
+            out.append(strict(d))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def computed_handler(docs):
+    out = []
+    for d in docs:
+        try:
+            v = strict(d)
+        except ValueError as e:
+            v = strict(str(e))
+        out.append(v)
+    return out
+
+
+@pytest.mark.parametrize(("fn", "why"), [
+    (prints_in_handler, "does more than give a value"),
+    (maybe_unbound, "'prefix' may be unbound at the try"),
+    (with_finally, "else or finally"),
+    (bare_except, "bare 'except:'"),
+    (not_our_list, "'out' is not a list the function builds"),
+    (computed_handler, "computes its value"),
+], ids=lambda x: getattr(x, "__name__", ""))
+def test_a_try_that_does_more_stays_as_written_and_says_why(fn, why):
+    """Its calls stay protected (never deferred); explain names the try and the reason."""
+    lines, first = inspect.getsourcelines(fn)
+    line = first + next(i for i, text in enumerate(lines) if text.strip() == "try:")
+    outlined = outline(fn)
+    assert outlined.code is None and not outlined.outlines
+    (note,) = outlined.notes
+    assert why in note and f"the try at line {line} " in note, note
+    calls = [s for s in Program.from_function(fn).sites if s.line == line + 1]
+    assert calls and all(s.protected for s in calls)
+    assert why in jit(fn).explain()
+
+
+def test_a_function_without_source_keeps_its_try():
+    """No source (exec'd code): nothing is outlined, and the function works as written."""
+    namespace = {"strict": strict}
+    exec("def f(docs):\n    out = []\n    for d in docs:\n        try:\n"
+         "            out.append(strict(d))\n        except ValueError:\n"
+         "            out.append(None)\n    return out\n", namespace)
+    assert outline(namespace["f"]).code is None
+    f = jit(namespace["f"])
+    assert [f(["a", "bad"]) for _ in range(3)] == [["A", None]] * 3
+
+
+def test_a_source_that_does_not_match_the_code_is_not_used():
+    """A function whose file changed after it was compiled keeps its try as written."""
+    import linecache
+
+    source = ("def edited(docs):\n    out = []\n    for d in docs:\n        try:\n"
+              "            out.append(strict(d))\n        except ValueError:\n"
+              "            out.append(None); note(d)\n    return out\n")
+    namespace = {"strict": strict, "note": print}
+    exec(compile(source, "<edited-source>", "exec"), namespace)
+    # The handler lost a statement in the file: the try, its types and its value still
+    # match, only the whole function's code tells the difference.
+    changed = source.replace("; note(d)", "")
+    linecache.cache["<edited-source>"] = (len(changed), None, changed.splitlines(True),
+                                          "<edited-source>")
+    try:
+        outlined = outline(namespace["edited"])
+    finally:
+        del linecache.cache["<edited-source>"]
+    assert outlined.code is None
+    assert "does not match" in outlined.notes[0]

@@ -1,0 +1,589 @@
+"""Outlining: a ``try`` statement that only computes one value becomes one call.
+
+``try: v = json.loads(llm(d)) except ValueError: v = None`` stores one value into one
+place (a local, or an ``append`` to a list the function built), whatever happens: the
+value of the expression, or the value its ``except`` clause gives.  Such a statement
+is the function ``safe(d)`` the user would otherwise write by hand::
+
+    def <f>(d):                      # named like the function, in its file, at its lines
+        try:
+            try:
+                return json.loads(llm(d))
+            except ValueError:
+                return None
+        except BaseException as exc:  # this frame is not in the traceback: plain has none
+            exc.__traceback__ = exc.__traceback__.tb_next
+            raise
+
+so the trace and replay bodies call that helper in its place (``v = <f>(d)``), and a
+replay defers the call whole like any slow call: the ``try`` runs inside it exactly as
+written, the handler on the very exception object, at the moment plain runs it in
+the call's own order.  The plain body is untouched.
+
+What qualifies (anything else stays as written, with the reason in ``explain()``):
+one statement in the ``try`` (``NAME = EXPR`` or ``LIST.append(EXPR)``, where LIST
+is a local the function only ever binds to a list display), ``except`` clauses with
+a type, each storing a simple value (constants, names, the exception, ``str(e)``)
+into the same place, no ``else``/``finally``, not inside another ``try``/``with``;
+EXPR makes a call and has no jumps, nested scopes, ``await``/``yield`` or frame
+readers; the locals it reads are bound before the ``try`` on every path (a
+parameter, an enclosing ``for`` target, an earlier assignment in an enclosing
+block) and never deleted.  Locals are passed as arguments; globals and builtins are
+looked up in the helper, when plain looks them up.  The source must match the code:
+the helper's instructions for EXPR and the handlers are compared with the function's.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dis
+import inspect
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import CodeType, FunctionType
+from typing import Any
+
+from bytecode import Bytecode, Instr
+from bytecode.instr import CellVar, FreeVar, InstrLocation, TryBegin, TryEnd
+
+from xcs import _compat
+
+ops: Any = _compat.ops
+
+__all__ = ["HELPER_CODES", "Outline", "outline"]
+
+# The helpers' code objects: ``verify`` counts their calls as the function's own.
+HELPER_CODES: weakref.WeakSet[CodeType] = weakref.WeakSet()
+
+# Calls that must stay in the body's thread, in order: a try that makes one directly
+# stays as written (a deferred helper would make it on a worker).
+_STAYS = frozenset({"print", "input", "breakpoint", "super", "locals", "vars", "dir",
+                    "eval", "exec", "globals", "__import__", "open", "sleep"})
+_STAYS_METHODS = frozenset({"debug", "info", "warning", "warn", "error", "exception",
+                            "critical", "log", "acquire", "release", "wait", "sleep",
+                            "join", "notify", "notify_all", "set", "clear"})
+# Expressions without jumps, nested scopes or suspension points.
+_EXPR_NODES = (ast.Call, ast.Name, ast.Attribute, ast.Subscript, ast.Slice, ast.Constant,
+               ast.BinOp, ast.UnaryOp, ast.Tuple, ast.List, ast.Dict, ast.Set,
+               ast.JoinedStr, ast.FormattedValue, ast.Starred, ast.keyword,
+               ast.expr_context, ast.operator, ast.unaryop)
+# What a handler may give: values that cannot fail and run no user code.
+_VALUE_CALLS = frozenset({"str", "repr"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outline:
+    """One outlined ``try``: its line and the helper called in its place."""
+
+    line: int
+    helper: FunctionType
+    params: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Outlined:
+    """The function's code with its outlined ``try`` statements, and why others stay."""
+
+    code: CodeType | None  # None: nothing outlined
+    outlines: tuple[Outline, ...]
+    notes: tuple[str, ...]
+
+
+def outline(fn: FunctionType) -> Outlined:
+    """The code of ``fn`` with every qualifying ``try`` replaced by a helper call."""
+    code = fn.__code__
+    bc = Bytecode.from_code(code, conserve_exception_block_stackdepth=True)
+    if ops is None or not any(isinstance(x, TryBegin) for x in bc):
+        return Outlined(None, (), ())
+    tree = _function_tree(fn)
+    if tree is None:
+        return Outlined(None, (), ())
+    if not _same_function(fn, tree):
+        return Outlined(None, (), ("its try statements run as written: the source found "
+                                   "for it does not match its code",))
+    done: list[Outline] = []
+    notes: list[str] = []
+    for node, path in _tries(tree):
+        why = _shape(tree, node, path, code)
+        if isinstance(why, str):
+            notes.append(f"the try at line {node.lineno} runs as written: {why}")
+            continue
+        expr, params = why
+        try:
+            helper = _helper(fn, node, expr, params)
+            if not _same_source(code, helper.__code__, node, expr):
+                notes.append(f"the try at line {node.lineno} runs as written: its source "
+                             "does not match the function's code")
+                continue
+            if not _splice(bc, node, expr, helper, params, code):
+                notes.append(f"the try at line {node.lineno} runs as written: its code "
+                             "has an unexpected shape")
+                continue
+        except (SyntaxError, ValueError, TypeError) as exc:
+            notes.append(f"the try at line {node.lineno} runs as written: {exc}")
+            continue
+        done.append(Outline(node.lineno, helper, params))
+    if not done:
+        return Outlined(None, (), tuple(notes))
+    return Outlined(bc.to_code(compute_exception_stack_depths=False), tuple(done), tuple(notes))
+
+
+# -- the source ------------------------------------------------------------------
+def _function_tree(fn: FunctionType) -> ast.FunctionDef | None:
+    """The function's definition, parsed with the file's line numbers and columns."""
+    try:
+        lines, start = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        return None
+    first = lines[0]
+    indent = first[:len(first) - len(first.lstrip())]
+    if any(line.strip() and not line.startswith(indent) for line in lines):
+        return None
+    try:
+        module = ast.parse("".join(line[len(indent):] for line in lines))
+    except SyntaxError:
+        return None
+    if len(module.body) != 1 or not isinstance(module.body[0], ast.FunctionDef):
+        return None
+    tree = module.body[0]
+    if tree.name != fn.__code__.co_name:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt | ast.expr | ast.excepthandler | ast.arg | ast.keyword):
+            node.lineno += start - 1
+            node.end_lineno = (node.end_lineno or node.lineno) + start - 1
+            node.col_offset += len(indent)
+            node.end_col_offset = (node.end_col_offset or 0) + len(indent)
+    return tree
+
+
+_Path = tuple[tuple[list[ast.stmt], int, object], ...]
+
+
+def _tries(tree: ast.FunctionDef) -> Iterator[tuple[ast.Try, _Path]]:
+    """The function's own ``try`` statements that no other try/with encloses, each
+    with its path: (statement list, index, owner) from the function body down."""
+
+    def walk(body: list[ast.stmt], owner: object, path: _Path) -> Iterator[tuple[ast.Try, _Path]]:
+        for i, stmt in enumerate(body):
+            here = (*path, (body, i, owner))
+            if isinstance(stmt, ast.Try):
+                yield stmt, here
+            elif isinstance(stmt, ast.For | ast.While):
+                yield from walk(stmt.body, stmt, here)
+                yield from walk(stmt.orelse, stmt.orelse, here)
+            elif isinstance(stmt, ast.If):
+                yield from walk(stmt.body, stmt.body, here)
+                yield from walk(stmt.orelse, stmt.orelse, here)
+            elif isinstance(stmt, ast.Match):
+                for case in stmt.cases:
+                    yield from walk(case.body, case, here)
+
+    yield from walk(tree.body, tree, ())
+
+
+def _shape(tree: ast.FunctionDef, node: ast.Try, path: _Path,
+           code: CodeType) -> str | tuple[ast.expr, tuple[str, ...]]:
+    """Why ``node`` cannot be outlined, or (its value expression, the locals it reads)."""
+    if node.orelse or node.finalbody:
+        return "it has an else or finally clause"
+    if len(node.body) != 1:
+        return "its body has more than one statement"
+    sink = _sink(node.body[0])
+    if sink is None:
+        return "its body is not 'name = value' or 'list.append(value)'"
+    kind, target, expr = sink
+    if not any(isinstance(n, ast.Call) for n in ast.walk(expr)):
+        return "its body makes no call"
+    bad = _bad_expression(expr)
+    if bad:
+        return bad
+    for handler in node.handlers:
+        if handler.type is None:
+            return "a bare 'except:' catches everything, KeyboardInterrupt included"
+        if len(handler.body) != 1:
+            return f"the except clause at line {handler.lineno} does more than give a value"
+        other = _sink(handler.body[0])
+        if other is None or other[:2] != (kind, target):
+            return (f"the except clause at line {handler.lineno} does more than give a "
+                    "value to the same place")
+        if not _simple_value(other[2]):
+            return f"the except clause at line {handler.lineno} computes its value"
+        bad = _bad_expression(handler.type)
+        if bad:
+            return bad
+    locals_ = set(code.co_varnames) | set(code.co_cellvars)
+    unsafe = _unbindable(tree)
+    if kind == "append":
+        if target in set(code.co_freevars) or target not in locals_:
+            return f"{target!r} is not a list the function builds"
+        if not _only_lists(tree, target) or target in unsafe:
+            return f"{target!r} is not a list the function builds"
+        if not _bound_before(tree, path, target):
+            return f"{target!r} may be unbound at the try"
+    params: list[str] = []
+    for name in _loaded_names(node, expr):
+        if name in locals_ and name not in code.co_freevars:
+            if name in unsafe or not _bound_before(tree, path, name):
+                return f"{name!r} may be unbound at the try"
+        elif name not in code.co_freevars:
+            continue  # a global or builtin: the helper looks it up when plain does
+        if name not in params:
+            params.append(name)
+    return expr, tuple(params)
+
+
+def _sink(stmt: ast.stmt) -> tuple[str, str, ast.expr] | None:
+    """('store', name, value) for ``name = value``; ('append', list, value) for
+    ``list.append(value)``; None otherwise."""
+    if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)):
+        return "store", stmt.targets[0].id, stmt.value
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        call = stmt.value
+        if (isinstance(call.func, ast.Attribute) and call.func.attr == "append"
+                and isinstance(call.func.value, ast.Name) and len(call.args) == 1
+                and not call.keywords and not isinstance(call.args[0], ast.Starred)):
+            return "append", call.func.value.id, call.args[0]
+    return None
+
+
+def _bad_expression(expr: ast.expr) -> str | None:
+    for n in ast.walk(expr):
+        if not isinstance(n, _EXPR_NODES):
+            return f"its expression has a {type(n).__name__} (jumps, scopes or suspension)"
+        if isinstance(n, ast.Name) and n.id in _STAYS | {"__class__"}:
+            return f"it uses {n.id!r}, which stays in the function's frame"
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and (
+                n.func.attr in _STAYS_METHODS):
+            return f"it calls .{n.func.attr}(), which may have to stay in the body"
+    return None
+
+
+def _simple_value(value: ast.expr) -> bool:
+    """Constants, names and displays of them, ``str(name)``, ``repr(name)``."""
+    if isinstance(value, ast.Constant | ast.Name):
+        return True
+    if isinstance(value, ast.Tuple | ast.List):
+        return all(_simple_value(e) for e in value.elts)
+    if isinstance(value, ast.Dict):
+        return all(k is not None and _simple_value(k) for k in value.keys) and all(
+            _simple_value(v) for v in value.values)
+    return (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+            and value.func.id in _VALUE_CALLS and len(value.args) == 1 and not value.keywords
+            and isinstance(value.args[0], ast.Name))
+
+
+def _loaded_names(node: ast.Try, expr: ast.expr) -> list[str]:
+    """The names the statement reads, in order (the handlers' own names excluded)."""
+    names = [n.id for n in ast.walk(expr) if isinstance(n, ast.Name)]
+    for handler in node.handlers:
+        assert handler.type is not None
+        names += [n.id for n in ast.walk(handler.type) if isinstance(n, ast.Name)]
+        value = _sink(handler.body[0])
+        assert value is not None
+        names += [n.id for n in ast.walk(value[2])
+                  if isinstance(n, ast.Name) and n.id != handler.name]
+    return names
+
+
+def _scope_nodes(tree: ast.FunctionDef) -> Iterator[ast.AST]:
+    """The nodes of the function's own scope (not of functions, lambdas, classes or
+    comprehensions inside it)."""
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        n = stack.pop()
+        yield n
+        for child in ast.iter_child_nodes(n):
+            if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+                              | ast.ClassDef | ast.ListComp | ast.SetComp | ast.DictComp
+                              | ast.GeneratorExp):
+                stack.append(child)
+
+
+def _unbindable(tree: ast.FunctionDef) -> set[str]:
+    """Names the function may unbind or share: deleted, an ``except ... as`` name,
+    declared global or nonlocal."""
+    out: set[str] = set()
+    for n in _scope_nodes(tree):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Del):
+            out.add(n.id)
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            out.add(n.name)
+        elif isinstance(n, ast.Global | ast.Nonlocal):
+            out.update(n.names)
+    return out
+
+
+def _only_lists(tree: ast.FunctionDef, name: str) -> bool:
+    """Is every binding of ``name`` in the function ``name = [...]``?"""
+    args = tree.args
+    if name in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)} | {
+            a.arg for a in (args.vararg, args.kwarg) if a is not None}:
+        return False
+    allowed: set[int] = set()
+    nodes = list(_scope_nodes(tree))
+    for n in nodes:
+        if (isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.value, ast.List)
+                and isinstance(n.targets[0], ast.Name) and n.targets[0].id == name):
+            allowed.add(id(n.targets[0]))
+    for n in nodes:
+        if (isinstance(n, ast.Name) and n.id == name and not isinstance(n.ctx, ast.Load)
+                and id(n) not in allowed):
+            return False  # bound some other way: a for target, unpacking, walrus, +=, del
+        if isinstance(n, ast.alias) and (n.asname or n.name) == name:
+            return False
+    return True
+
+
+def _binds(stmt: ast.stmt, name: str) -> bool:
+    """Does ``stmt`` (run to completion) certainly leave ``name`` bound?"""
+    if isinstance(stmt, ast.Assign):
+        return any(_target_binds(t, name) for t in stmt.targets)
+    if isinstance(stmt, ast.AnnAssign):
+        return stmt.value is not None and _target_binds(stmt.target, name)
+    if isinstance(stmt, ast.AugAssign):
+        return _target_binds(stmt.target, name)
+    return False
+
+
+def _target_binds(target: ast.expr, name: str) -> bool:
+    if isinstance(target, ast.Name):
+        return target.id == name
+    if isinstance(target, ast.Tuple | ast.List):
+        return any(_target_binds(t, name) for t in target.elts)
+    if isinstance(target, ast.Starred):
+        return _target_binds(target.value, name)
+    return False
+
+
+def _bound_before(tree: ast.FunctionDef, path: _Path, name: str) -> bool:
+    """Is ``name`` bound on every path to the end of ``path``: a parameter, the target
+    of an enclosing ``for`` (inside its body), or assigned by an earlier statement of an
+    enclosing statement list?"""
+    args = tree.args
+    if name in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)} | {
+            a.arg for a in (args.vararg, args.kwarg) if a is not None}:
+        return True
+    for body, index, owner in path:
+        if isinstance(owner, ast.For) and body is owner.body and _target_binds(owner.target, name):
+            return True
+        if any(_binds(stmt, name) for stmt in body[:index]):
+            return True
+    return False
+
+
+# -- the helper ------------------------------------------------------------------
+def _helper(fn: FunctionType, node: ast.Try, expr: ast.expr,
+            params: tuple[str, ...]) -> FunctionType:
+    """Compile the helper from the statement's own nodes (their positions kept)."""
+
+    def at(n: Any, like: ast.AST) -> Any:
+        # The helper's own nodes sit at column 0 of the line: outside every span
+        # that ``_same_source`` compares (the statement's code is indented).
+        line = like.lineno  # type: ignore[attr-defined]
+        n.lineno, n.col_offset, n.end_lineno, n.end_col_offset = line, 0, line, 0
+        return n
+
+    inner_handlers = []
+    for handler in node.handlers:
+        value = _sink(handler.body[0])
+        assert value is not None
+        inner_handlers.append(at(ast.ExceptHandler(
+            type=copy.deepcopy(handler.type), name=handler.name,
+            body=[at(ast.Return(copy.deepcopy(value[2])), handler.body[0])]), handler))
+    inner = at(ast.Try(body=[at(ast.Return(copy.deepcopy(expr)), node.body[0])],
+                       handlers=inner_handlers, orelse=[], finalbody=[]), node)
+    exc = "__xcs_exception"
+    drop = at(ast.Assign(
+        targets=[at(ast.Attribute(at(ast.Name(exc, ast.Load()), node), "__traceback__",
+                                  ast.Store()), node)],
+        value=at(ast.Attribute(at(ast.Attribute(at(ast.Name(exc, ast.Load()), node),
+                                                "__traceback__", ast.Load()), node),
+                               "tb_next", ast.Load()), node)), node)
+    outer = at(ast.Try(body=[inner], handlers=[at(ast.ExceptHandler(
+        type=at(ast.Name("BaseException", ast.Load()), node), name=exc,
+        body=[drop, at(ast.Raise(None, None), node)]), node)], orelse=[], finalbody=[]), node)
+    arguments = ast.arguments(posonlyargs=[ast.arg(p) for p in params], args=[],
+                              kwonlyargs=[], kw_defaults=[], defaults=[])
+    name = fn.__code__.co_name
+    fields: dict[str, Any] = {"type_params": []} if "type_params" in ast.FunctionDef._fields else {}
+    definition = at(ast.FunctionDef(name=name, args=arguments, body=[outer],
+                                    decorator_list=[], returns=None, **fields), node)
+    module = ast.Module(body=[definition], type_ignores=[])
+    ast.fix_missing_locations(module)
+    flags = fn.__code__.co_flags & _FUTURE_FLAGS
+    compiled = compile(module, fn.__code__.co_filename, "exec", flags=flags, dont_inherit=True)
+    code = next(c for c in compiled.co_consts if isinstance(c, CodeType))
+    code = code.replace(co_qualname=fn.__code__.co_qualname)
+    helper = FunctionType(code, fn.__globals__, name)
+    helper.__qualname__ = f"{fn.__qualname__}.<try at line {node.lineno}>"
+    helper.__module__ = fn.__module__
+    HELPER_CODES.add(code)
+    return helper
+
+
+_FUTURE_FLAGS = 0
+for _feature in ("annotations", "generator_stop", "barry_as_FLUFL"):
+    _FUTURE_FLAGS |= getattr(__import__("__future__"), _feature).compiler_flag
+
+
+def _same_source(code: CodeType, helper: CodeType, node: ast.Try, expr: ast.expr) -> bool:
+    """Do the function and the helper compute the same thing for the statement's
+    expression and handlers?  Compared instruction by instruction within each span,
+    with loads of names compared by name (a local and a parameter load alike)."""
+    spans = [_span(expr)]
+    for handler in node.handlers:
+        assert handler.type is not None
+        value = _sink(handler.body[0])
+        assert value is not None
+        spans += [_span(handler.type), _span(value[2])]
+    return all(_fingerprint(code, s) == _fingerprint(helper, s) != [] for s in spans)
+
+
+def _same_function(fn: FunctionType, tree: ast.FunctionDef) -> bool:
+    """Does the source compile to the function's code?  Every instruction and its line
+    are compared, loads and stores of names by name (a free variable of the function
+    compiles to a global at the top level), jumps by kind: an edited file fails."""
+    bare = copy.deepcopy(tree)
+    bare.decorator_list = []
+    try:
+        module = compile(ast.Module(body=[bare], type_ignores=[]), fn.__code__.co_filename,
+                         "exec", flags=fn.__code__.co_flags & _FUTURE_FLAGS, dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    compiled = next((c for c in module.co_consts if isinstance(c, CodeType)), None)
+    return compiled is not None and _listing(compiled) == _listing(fn.__code__)
+
+
+def _listing(code: CodeType) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    for ins in dis.get_instructions(code):
+        name = ins.opname
+        if name in _NOISE:
+            continue
+        line = ins.positions.lineno if ins.positions is not None else None
+        if name in ("LOAD_ATTR", "LOAD_METHOD"):
+            out.append((line, "ATTR", ins.argval))
+        elif (name.startswith(("LOAD_", "STORE_", "DELETE_")) and name != "LOAD_CONST"
+              and isinstance(ins.argval, str | tuple)):
+            kind = name.split("_", 1)[0]
+            vals = ins.argval if isinstance(ins.argval, tuple) else (ins.argval,)
+            out += [(line, kind, v) for v in vals if isinstance(v, str)]
+        elif ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs:
+            out.append((line, name))
+        else:
+            value = ins.argval if isinstance(ins.argval, str | int | float | bytes | bool
+                                             | type(None)) else type(ins.argval).__name__
+            out.append((line, name, value))
+    return out
+
+
+# Instructions whose presence depends on where the code was compiled, not what it does.
+_NOISE = frozenset({"CACHE", "EXTENDED_ARG", "NOP", "PUSH_NULL", "COPY_FREE_VARS",
+                    "MAKE_CELL", "RESUME", "NOT_TAKEN"})
+
+
+def _span(n: ast.AST) -> tuple[int, int, int, int]:
+    return (n.lineno, n.col_offset, n.end_lineno or n.lineno,  # type: ignore[attr-defined]
+            n.end_col_offset or 0)  # type: ignore[attr-defined]
+
+
+def _inside(pos: Any, span: tuple[int, int, int, int]) -> bool:
+    if pos is None or pos.lineno is None or pos.col_offset is None:
+        return False
+    line, col, end_line, end_col = span
+    end = (pos.end_lineno or pos.lineno, pos.end_col_offset or 0)
+    return (line, col) <= (pos.lineno, pos.col_offset) and end <= (end_line, end_col)
+
+
+def _fingerprint(code: CodeType, span: tuple[int, int, int, int]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for ins in dis.get_instructions(code):
+        if not _inside(ins.positions, span) or ins.opname in ("CACHE", "NOT_TAKEN", "EXTENDED_ARG"):
+            continue
+        name = ins.opname
+        if name in ("LOAD_ATTR", "LOAD_METHOD"):  # 3.11 picks either for ``m.f(x)``
+            out.append(("ATTR", ins.argval))
+        elif name.startswith("LOAD_") and (isinstance(ins.argval, str | tuple)
+                                         and name not in ("LOAD_CONST", "LOAD_ATTR",
+                                                          "LOAD_METHOD", "LOAD_SUPER_ATTR")):
+            vals = ins.argval if isinstance(ins.argval, tuple) else (ins.argval,)
+            out += [("LOAD", v) for v in vals if isinstance(v, str)]
+        elif name in ("PUSH_NULL", "POP_EXCEPT", "RETURN_VALUE", "SWAP", "POP_TOP"):
+            continue  # the call protocol's slot; the helper's ``return`` from a handler
+        elif name == "RETURN_CONST":
+            out.append(("LOAD_CONST", ins.argval))
+        else:
+            value = ins.argval if isinstance(ins.argval, str | int | float | bytes | bool
+                                             | type(None)) else type(ins.argval).__name__
+            out.append((name, value))
+    return out
+
+
+# -- the splice ------------------------------------------------------------------
+def _splice(bc: Bytecode, node: ast.Try, expr: ast.expr, helper: FunctionType,
+            params: tuple[str, ...], code: CodeType) -> bool:
+    """Replace the statement's protected region in ``bc`` by the helper call, in place.
+
+    The region (a TryBegin ... TryEnd pair) holds the sink's own instructions around
+    the contiguous run that computes ``expr``; the run becomes the call and the pair
+    goes, so the handlers are left unreachable and the sink is plain code.
+    """
+    items = list(bc)
+    span = _span(expr)
+    body_line = node.body[0].lineno
+    for start, item in enumerate(items):
+        if not isinstance(item, TryBegin):
+            continue
+        first = next((x for x in items[start + 1:] if isinstance(x, Instr)), None)
+        if first is None or first.location is None or first.location.lineno != body_line:
+            continue
+        end = next((j for j, x in enumerate(items)
+                    if j > start and isinstance(x, TryEnd) and x.entry is item), None)
+        if end is None:
+            return False
+        region = [x for x in items[start + 1:end] if isinstance(x, Instr)]
+        if len(region) != end - start - 1:
+            return False  # a label, a nested try or a line marker inside: not ours
+        inside = [i for i, x in enumerate(region) if _inside(x.location, span)]
+        if not inside or inside != list(range(inside[0], inside[-1] + 1)):
+            return False
+        pre, post = region[:inside[0]], region[inside[-1] + 1:]
+        if not _sink_code(pre, post):
+            return False
+        loc = region[inside[0]].location
+        loc = InstrLocation(span[0], span[2], span[1], span[3]) if loc is not None else loc
+        call = _call(helper, params, code, loc)
+        bc[:] = [*items[:start], *pre, *call, *post, *items[end + 1:]]
+        return True
+    return False
+
+
+def _sink_code(pre: list[Instr], post: list[Instr]) -> bool:
+    """Are the instructions around the value only a store, or ``list.append`` and POP_TOP?"""
+    if not pre:
+        return len(post) == 1 and post[0].name in ("STORE_FAST", "STORE_DEREF",
+                                                   "STORE_GLOBAL", "STORE_NAME")
+    names = [x.name for x in pre]
+    return (len(pre) == 2 and names[0] in ops.LOAD_FAST_OPS | {"LOAD_DEREF"}
+            and ops.method_name(pre[1]) == "append"
+            and post[-1].name == "POP_TOP"
+            and all(x.name in ops.CALL_PREFIX | {"CALL", "PRECALL", "POP_TOP"} for x in post))
+
+
+def _call(helper: FunctionType, params: tuple[str, ...], code: CodeType,
+          loc: Any) -> list[Instr]:
+    fn = [Instr("LOAD_CONST", helper, location=loc)]
+    null = [Instr("PUSH_NULL", location=loc)]
+    seq = null + fn if ops.SLOT_BELOW_CALLABLE else fn + null
+    for name in params:
+        if name in code.co_cellvars:
+            seq.append(Instr("LOAD_DEREF", CellVar(name), location=loc))
+        elif name in code.co_freevars:
+            seq.append(Instr("LOAD_DEREF", FreeVar(name), location=loc))
+        else:
+            seq.append(Instr(ops.CHECKED_LOAD_FAST, name, location=loc))
+    return [*seq, *ops.call(len(params), loc)]
