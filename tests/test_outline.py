@@ -99,7 +99,28 @@ def keeps_the_exception(docs):
     return out
 
 
-FORMS = [append_form, store_form, continuation_inside, keeps_the_exception]
+def retry(d, again=False):
+    gate.wait(d)
+    if d == "hard" or (d == "bad" and not again):
+        exc = ValueError(f"unparsable {d} {again}")
+        raised.append(exc)
+        raise exc
+    return d.upper()
+
+
+def retries(docs):
+    """The classification loop with a retry (the handler makes a call of its own)."""
+    out = []
+    for d in docs:
+        try:
+            label = retry(d)
+        except ValueError:
+            label = retry(d, again=True)
+        out.append(label)
+    return out
+
+
+FORMS = [append_form, store_form, continuation_inside, keeps_the_exception, retries]
 
 
 @pytest.mark.parametrize("form", FORMS, ids=lambda f: f.__name__)
@@ -265,13 +286,13 @@ def not_our_list(docs, out):
     return out
 
 
-def computed_handler(docs):
+def scoped_handler(docs):
     out = []
     for d in docs:
         try:
             v = strict(d)
-        except ValueError as e:
-            v = strict(str(e))
+        except ValueError:
+            v = [strict(x) for x in (d, d)]
         out.append(v)
     return out
 
@@ -282,7 +303,7 @@ def computed_handler(docs):
     (with_finally, "else or finally"),
     (bare_except, "bare 'except:'"),
     (not_our_list, "'out' is not a list the function builds"),
-    (computed_handler, "computes its value"),
+    (scoped_handler, "has a ListComp"),
 ], ids=lambda x: getattr(x, "__name__", ""))
 def test_a_try_that_does_more_stays_as_written_and_says_why(fn, why):
     """Its calls stay protected (never deferred); explain names the try and the reason."""
@@ -328,3 +349,30 @@ def test_a_source_that_does_not_match_the_code_is_not_used():
         del linecache.cache["<edited-source>"]
     assert outlined.code is None
     assert "does not match" in outlined.notes[0]
+
+
+def _body_frames(exc):
+    return [(t.name, t.lineno) for t in traceback.extract_tb(exc.__traceback__)
+            if t.filename == __file__]
+
+
+def test_a_handler_that_raises_shows_its_own_line():
+    """When the retry in the except clause fails too, the function raises that error,
+    chained to the first as in plain, and its frame is at the except clause's line, on
+    the trial and on a replay."""
+    f = jit(retries)
+    for _ in range(3):
+        f(DOCS)
+    assert replays(f) >= 1, f.explain()
+    for attempt in ("replay", "trial"):
+        if attempt == "trial":
+            f = jit(retries)
+        raised.clear()
+        plain = outcome(retries, [*DOCS[:4], "hard", *DOCS[4:]])
+        first_plain = raised[-2]
+        jitted = outcome(f, [*DOCS[:4], "hard", *DOCS[4:]])
+        assert jitted[1] is raised[-1] and jitted[1].__context__ is raised[-2]
+        assert repr(plain[1]) == repr(jitted[1]) and plain[1].__context__ is first_plain
+        assert _body_frames(jitted[1]) == _body_frames(plain[1]), attempt
+        line = retries.__code__.co_firstlineno + 7  # label = retry(d, again=True)
+        assert ("retries", line) in _body_frames(jitted[1])

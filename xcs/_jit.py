@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from xcs import _compat, _explain, _owners, _replay
 from xcs._analyze import MIN_DURATION, ExecutorFacts, Plan
+from xcs._codes import fold_helper
 from xcs._errors import RewriteError, XcsTypeError, XcsValueError, XcsWarning
 from xcs._executors import DEFAULT_WORKERS, Throttle, default_executor, remote
 from xcs._graph import Graph
@@ -582,13 +583,15 @@ class _Hooks:
             self.state.end_trial(cur, raised=True)
         elif type(cur) is _Gating:
             self.state.end_gating(cur)
-        return exc
+        return _without_own_frames(exc)
 
 
 def _without_own_frames(exc: BaseException) -> BaseException:
     """Drop xcs's own frames (a drain running a generator expression, a call made
-    here) from the traceback between the body's frame and the code that raised."""
-    tb = exc.__traceback__
+    here, an outlined try's helper) from the traceback between the body's frame and
+    the code that raised."""
+    tb = fold_helper(exc.__traceback__)
+    exc.__traceback__ = tb
     while tb is not None and tb.tb_next is not None:
         nxt = tb.tb_next
         if nxt.tb_frame.f_code.co_filename.startswith(_HERE) and nxt.tb_next is not None:

@@ -7,30 +7,28 @@ is the function ``safe(d)`` the user would otherwise write by hand::
 
     def <f>(d):                      # named like the function, in its file, at its lines
         try:
-            try:
-                return json.loads(llm(d))
-            except ValueError:
-                return None
-        except BaseException as exc:  # this frame is not in the traceback: plain has none
-            exc.__traceback__ = exc.__traceback__.tb_next
-            raise
+            return json.loads(llm(d))
+        except ValueError:
+            return None
 
 so the trace and replay bodies call that helper in its place (``v = <f>(d)``), and a
 replay defers the call whole like any slow call: the ``try`` runs inside it exactly as
 written, the handler on the very exception object, at the moment plain runs it in
-the call's own order.  The plain body is untouched.
+the call's own order.  The plain body is untouched.  A traceback through the helper
+shows the function's frame at the helper's line instead (``_codes.fold_helper``).
 
 What qualifies (anything else stays as written, with the reason in ``explain()``):
 one statement in the ``try`` (``NAME = EXPR`` or ``LIST.append(EXPR)``, where LIST
 is a local the function only ever binds to a list display), ``except`` clauses with
-a type, each storing a simple value (constants, names, the exception, ``str(e)``)
-into the same place, no ``else``/``finally``, not inside another ``try``/``with``;
-EXPR makes a call and has no jumps, nested scopes, ``await``/``yield`` or frame
+a type, each storing a value into the same place (an expression under EXPR's rules:
+a constant, the exception, a retry), no ``else``/``finally``, not inside another
+``try``/``with``; EXPR makes a call and has no jumps, nested scopes, ``await``/``yield`` or frame
 readers; the locals it reads are bound before the ``try`` on every path (a
 parameter, an enclosing ``for`` target, an earlier assignment in an enclosing
 block) and never deleted.  Locals are passed as arguments; globals and builtins are
 looked up in the helper, when plain looks them up.  The source must match the code:
-the helper's instructions for EXPR and the handlers are compared with the function's.
+the whole function's source must compile to its code, and the helper's instructions
+for EXPR and the handlers must be the function's.
 """
 
 from __future__ import annotations
@@ -39,7 +37,6 @@ import ast
 import copy
 import dis
 import inspect
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import CodeType, FunctionType
@@ -49,13 +46,11 @@ from bytecode import Bytecode, Instr
 from bytecode.instr import CellVar, FreeVar, InstrLocation, TryBegin, TryEnd
 
 from xcs import _compat
+from xcs._codes import HELPERS
 
 ops: Any = _compat.ops
 
-__all__ = ["HELPER_CODES", "Outline", "outline"]
-
-# The helpers' code objects: ``verify`` counts their calls as the function's own.
-HELPER_CODES: weakref.WeakSet[CodeType] = weakref.WeakSet()
+__all__ = ["Outline", "outline"]
 
 # Calls that must stay in the body's thread, in order: a try that makes one directly
 # stays as written (a deferred helper would make it on a worker).
@@ -70,7 +65,6 @@ _EXPR_NODES = (ast.Call, ast.Name, ast.Attribute, ast.Subscript, ast.Slice, ast.
                ast.JoinedStr, ast.FormattedValue, ast.Starred, ast.keyword,
                ast.expr_context, ast.operator, ast.unaryop)
 # What a handler may give: values that cannot fail and run no user code.
-_VALUE_CALLS = frozenset({"str", "repr"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +203,9 @@ def _shape(tree: ast.FunctionDef, node: ast.Try, path: _Path,
         if other is None or other[:2] != (kind, target):
             return (f"the except clause at line {handler.lineno} does more than give a "
                     "value to the same place")
-        if not _simple_value(other[2]):
-            return f"the except clause at line {handler.lineno} computes its value"
+        bad = _bad_expression(other[2])
+        if bad:
+            return f"the except clause at line {handler.lineno}: {bad}"
         bad = _bad_expression(handler.type)
         if bad:
             return bad
@@ -260,20 +255,6 @@ def _bad_expression(expr: ast.expr) -> str | None:
                 n.func.attr in _STAYS_METHODS):
             return f"it calls .{n.func.attr}(), which may have to stay in the body"
     return None
-
-
-def _simple_value(value: ast.expr) -> bool:
-    """Constants, names and displays of them, ``str(name)``, ``repr(name)``."""
-    if isinstance(value, ast.Constant | ast.Name):
-        return True
-    if isinstance(value, ast.Tuple | ast.List):
-        return all(_simple_value(e) for e in value.elts)
-    if isinstance(value, ast.Dict):
-        return all(k is not None and _simple_value(k) for k in value.keys) and all(
-            _simple_value(v) for v in value.values)
-    return (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
-            and value.func.id in _VALUE_CALLS and len(value.args) == 1 and not value.keywords
-            and isinstance(value.args[0], ast.Name))
 
 
 def _loaded_names(node: ast.Try, expr: ast.expr) -> list[str]:
@@ -396,21 +377,11 @@ def _helper(fn: FunctionType, node: ast.Try, expr: ast.expr,
             body=[at(ast.Return(copy.deepcopy(value[2])), handler.body[0])]), handler))
     inner = at(ast.Try(body=[at(ast.Return(copy.deepcopy(expr)), node.body[0])],
                        handlers=inner_handlers, orelse=[], finalbody=[]), node)
-    exc = "__xcs_exception"
-    drop = at(ast.Assign(
-        targets=[at(ast.Attribute(at(ast.Name(exc, ast.Load()), node), "__traceback__",
-                                  ast.Store()), node)],
-        value=at(ast.Attribute(at(ast.Attribute(at(ast.Name(exc, ast.Load()), node),
-                                                "__traceback__", ast.Load()), node),
-                               "tb_next", ast.Load()), node)), node)
-    outer = at(ast.Try(body=[inner], handlers=[at(ast.ExceptHandler(
-        type=at(ast.Name("BaseException", ast.Load()), node), name=exc,
-        body=[drop, at(ast.Raise(None, None), node)]), node)], orelse=[], finalbody=[]), node)
     arguments = ast.arguments(posonlyargs=[ast.arg(p) for p in params], args=[],
                               kwonlyargs=[], kw_defaults=[], defaults=[])
     name = fn.__code__.co_name
     fields: dict[str, Any] = {"type_params": []} if "type_params" in ast.FunctionDef._fields else {}
-    definition = at(ast.FunctionDef(name=name, args=arguments, body=[outer],
+    definition = at(ast.FunctionDef(name=name, args=arguments, body=[inner],
                                     decorator_list=[], returns=None, **fields), node)
     module = ast.Module(body=[definition], type_ignores=[])
     ast.fix_missing_locations(module)
@@ -421,7 +392,7 @@ def _helper(fn: FunctionType, node: ast.Try, expr: ast.expr,
     helper = FunctionType(code, fn.__globals__, name)
     helper.__qualname__ = f"{fn.__qualname__}.<try at line {node.lineno}>"
     helper.__module__ = fn.__module__
-    HELPER_CODES.add(code)
+    HELPERS.add(code)
     return helper
 
 

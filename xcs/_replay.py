@@ -38,6 +38,7 @@ from types import BuiltinFunctionType, CodeType, FrameType, MethodType, Tracebac
 from typing import Any, NamedTuple
 
 from xcs import _owners
+from xcs._codes import HELPERS
 from xcs._executors import Throttle, picklable, remote
 from xcs._trace import pure_value, stays_here, where_used
 
@@ -871,15 +872,18 @@ def _with_site_traceback(error: BaseException, task: Task,
                               or tb.tb_frame.f_code in _TRAMPOLINES
                               or tb.tb_frame.f_code in helpers):
         tb = tb.tb_next
+    helper_line = None
+    if tb is not None and tb.tb_frame.f_code in HELPERS:  # an outlined try: plain's line
+        helper_line, tb = tb.tb_lineno, tb.tb_next
     if frame is not None:
         try:
             if task.frame is not None:  # the comprehensions' frames, then the body's
                 chain, body_line = task.frame
                 for inner, line in chain:
                     tb = TracebackType(tb, inner, -1, line)
-                tb = TracebackType(tb, frame, -1, body_line)
+                tb = TracebackType(tb, frame, -1, helper_line or body_line)
             else:
-                tb = TracebackType(tb, frame, -1, task.line)
+                tb = TracebackType(tb, frame, -1, helper_line or task.line)
         except (TypeError, ValueError):
             pass
     return error.with_traceback(tb)

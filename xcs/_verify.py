@@ -15,7 +15,6 @@ from __future__ import annotations
 import dis
 import functools
 import hashlib
-import importlib
 import os
 import pickle
 import re
@@ -23,21 +22,16 @@ import sys
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import CodeType, FrameType, FunctionType, MethodType, ModuleType
 from typing import Any, ParamSpec
 
-from xcs import _compat, _replay
+from xcs import _replay
+from xcs._codes import HELPERS
 from xcs._errors import XcsTypeError, XcsWarning
 
 __all__ = ["VerifyError", "verify"]
-
-# The outlined try statements' helpers (their calls are the function's own).  Where
-# xcs cannot rewrite bytecode there are none, and the bytecode package is not needed.
-HELPER_CODES: Collection[CodeType] = (
-    importlib.import_module("xcs._outline").HELPER_CODES if _compat.ops is not None
-    else frozenset())
 
 _P = ParamSpec("_P")
 
@@ -172,7 +166,7 @@ def _codes(fn: Any) -> set[CodeType]:
             found.add(code)
             stack.extend(c for c in code.co_consts if isinstance(c, CodeType))
             stack.extend(c.__code__ for c in code.co_consts  # an outlined try's helper
-                         if isinstance(c, FunctionType) and c.__code__ in HELPER_CODES)
+                         if isinstance(c, FunctionType) and c.__code__ in HELPERS)
     return found
 
 
@@ -223,7 +217,7 @@ def _profile(frame: FrameType, event: str, arg: Any) -> None:
         caller = frame.f_back
         code = frame.f_code
         if (caller is None or code.co_filename.startswith(_HERE) or code.co_name.startswith("<")
-                or code in HELPER_CODES or not _calling(caller, own)):
+                or code in HELPERS or not _calling(caller, own)):
             return  # xcs's own hooks; a comprehension or generator expression is no call
         key = f"{code.co_qualname}({_arguments(frame)})"
     elif event == "c_call":

@@ -1,0 +1,36 @@
+"""Code objects that xcs compiles for a function, which its tracebacks, ``verify`` and
+the trace treat as the function's own.
+
+An outlined ``try`` (``_outline``) runs as a helper named like the function, at its
+lines.  When an exception leaves the helper, the function's traceback keeps its own
+frame, at the line plain shows (the helper's: the expression's, or the ``except``
+clause's when the handler raised), and drops the helper's frame.
+"""
+
+from __future__ import annotations
+
+import weakref
+from types import CodeType, TracebackType
+
+__all__ = ["HELPERS", "fold_helper"]
+
+HELPERS: weakref.WeakSet[CodeType] = weakref.WeakSet()
+
+
+def fold_helper(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` with each helper frame folded into the function's frame above it."""
+    head, prev = tb, None
+    while tb is not None and tb.tb_next is not None:
+        inner = tb.tb_next
+        if inner.tb_frame.f_code in HELPERS:
+            if inner.tb_lineno == tb.tb_lineno:
+                tb.tb_next = inner.tb_next
+            else:  # the handler raised: the function's frame at the handler's line
+                folded = TracebackType(inner.tb_next, tb.tb_frame, -1, inner.tb_lineno)
+                if prev is None:
+                    head = folded
+                else:
+                    prev.tb_next = folded
+                tb = folded
+        prev, tb = tb, tb.tb_next
+    return head
