@@ -68,17 +68,6 @@ def test_one_collection_during_one_call_does_not_make_a_site_cpu_bound():
     assert plan.optimized and plan.deferred == {0}
 
 
-def test_a_call_whose_result_is_returned_at_once_is_not_deferred_for_noise():
-    """Three drafts and a judge that receives them: deferring the judge would save only
-    the 68 us the body spent between its inputs and the call, less than a deferral
-    costs (the numbers of a trial under load, where the timeline showed the judge on a
-    worker)."""
-    spec = [(0, 0.02 * i, 0.02, (), 0.06006) for i in range(3)]
-    spec.append((1, 0.060128, 0.02, (0, 1, 2), 0.080206))
-    plan = Plan.from_graph(_graph(spec, duration=0.080206), [_site(0), _site(1)], THREADS)
-    assert plan.optimized and plan.deferred == {0}, plan
-
-
 def test_protected_and_nested_sites_are_never_deferred():
     """Sites inside try/with or nested functions keep their plain behaviour."""
     graph = _graph([(0, 0.05 * i, 0.05, (), 0.4) for i in range(4)]

@@ -33,10 +33,6 @@ START_LATENCY = 60e-6  # from submit to the worker running the call
 # 0.01; a CPU-bound call on a machine busy with other work gets well under a
 # full core, so the bar is low.
 CPU_BOUND = 0.2
-# What deferring one call costs the body (submit, a thread hop, the placeholder): a
-# site is kept only if deferring its calls is estimated to save more than that (a
-# judge whose result the body returns at once saves a few microseconds of noise).
-DEFER_COST = 50e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +124,7 @@ class Plan:
             rest = chosen - {s}
             trial = max(simulate(graph, rest, facts, gathers, lazy,
                                  _continuations(graph, rest, notes)), floor)
-            if trial <= best * 1.0001 + DEFER_COST * len(by_site[s]):
+            if trial <= best * 1.0001 + 1e-6:
                 chosen.discard(s)
                 best = trial
                 notes[s] = "its result is needed at once: deferring would not overlap it"
