@@ -33,7 +33,10 @@ def test_dot_has_one_node_per_call_and_the_data_edges(answered):
     edges = re.findall(r"^\s+(s\d+n\d+) -> (s\d+n\d+);", text, re.M)
     assert len(nodes) == 4
     assert sorted(edges) == [("s0n0", "s0n3"), ("s0n1", "s0n3"), ("s0n2", "s0n3")]
-    assert text.count('fillcolor="#cfe8ff"') == 3  # the three drafts were deferred
+    # The three drafts were deferred (and the judge, when the trial estimated a few
+    # microseconds' gain from it: its result is returned at once, either plan is fine).
+    assert text.count('fillcolor="#cfe8ff"') == 3 + (answered.stats().signatures[0]
+                                                     .deferred_sites == 2)
 
 
 def test_timeline_is_trace_event_json_with_a_lane_per_thread(answered, tmp_path):
@@ -43,6 +46,12 @@ def test_timeline_is_trace_event_json_with_a_lane_per_thread(answered, tmp_path)
     assert json.loads(path.read_text()) == events
     lanes = {e["tid"]: e["args"]["name"] for e in events["traceEvents"] if e["ph"] == "M"}
     calls = [e for e in events["traceEvents"] if e["ph"] == "X" and e["args"].get("kind") == "call"]
+    # The three drafts; the judge too when the trial happened to estimate a few
+    # microseconds' gain from deferring it (its result is returned at once: either is fine).
+    drafts = {c["args"]["site"] for c in calls}
+    assert len(drafts) <= 2 and len(calls) - 3 == len(drafts) - 1, calls
+    calls = [c for c in calls if c["args"]["site"].endswith(
+        f":{answered.__wrapped__.__code__.co_firstlineno + 2}")]
     assert len(calls) == 3 and len({c["tid"] for c in calls}) >= 2
     # Every deferred call ran on one of the shared pool's workers, none in the body's thread.
     assert all(lanes[c["tid"]].startswith("xcs") for c in calls), lanes

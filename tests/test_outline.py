@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 import traceback
 import warnings
 
@@ -23,7 +24,7 @@ from xcs._outline import outline
 from xcs._rewrite import Program
 
 from .test_continuations import N, gate, through_gate
-from .test_contract import outcome, replays
+from .test_contract import outcome, replays, warm
 
 DOCS = [f"d{i}" for i in range(N)]
 MIXED = [*DOCS[:5], "bad", "boom", "d7"]  # "bad" is not JSON; "boom" raises KeyError
@@ -160,11 +161,12 @@ def test_an_exception_the_handler_does_not_catch_is_raised_as_in_plain():
     """``boom`` raises KeyError, which ``except json.JSONDecodeError`` does not catch: the
     jitted function raises that very object, with plain's frames of the body."""
     f = jit(store_form)
-    f(DOCS), f(DOCS)
+    warm(f, DOCS)
+    before = replays(f)
     raised.clear()
     plain = outcome(store_form, MIXED)
     jitted = outcome(f, MIXED)
-    assert replays(f) >= 2, f.explain()
+    assert replays(f) == before + 1, f.explain()
     assert isinstance(plain[1], KeyError) and jitted[1] is raised[-1]
     assert raised[0] is not raised[-1]
 
@@ -190,30 +192,33 @@ def test_the_trial_raises_as_plain_does():
     assert frames(jitted[1])[1:] == frames(plain[1])[1:]  # from this module's caller down
 
 
+seen: list[tuple[str, int]] = []
+
+
+def where(d):
+    frame = sys._getframe(1)
+    seen.append((frame.f_code.co_name, frame.f_lineno))
+    return strict(d)
+
+
+def caller(docs):
+    out = []
+    for d in docs:
+        try:
+            out.append(where(d))
+        except ValueError:
+            out.append(None)
+    return out
+
+
 def test_callees_see_the_function_calling_them():
     """The frame above a callee of the try is named like the function, at its line."""
-    seen = []
-
-    def where(d):
-        import sys
-
-        frame = sys._getframe(1)
-        seen.append((frame.f_code.co_name, frame.f_lineno))
-        return strict(d)
-
-    def caller(docs):
-        out = []
-        for d in docs:
-            try:
-                out.append(where(d))
-            except ValueError:
-                out.append(None)
-        return out
-
     f = jit(caller)
     for _ in range(3):
         f(DOCS)
     assert replays(f) >= 1, f.explain()
+    seen.clear()
+    f(DOCS)
     line = caller.__code__.co_firstlineno + 4
     assert set(seen) == {("caller", line)}
 
@@ -376,3 +381,183 @@ def test_a_handler_that_raises_shows_its_own_line():
         assert _body_frames(jitted[1]) == _body_frames(plain[1]), attempt
         line = retries.__code__.co_firstlineno + 7  # label = retry(d, again=True)
         assert ("retries", line) in _body_frames(jitted[1])
+
+
+# -- found by an adversarial run: each of these failed before its fix ---------------------
+
+
+def reuses_its_name(docs):
+    e = "before"
+    out = []
+    for d in docs:
+        try:
+            v = strict(d)
+        except ValueError as e:
+            v = str(e)
+        out.append(v)
+    return out, e  # plain: UnboundLocalError once a handler ran (it unbinds e)
+
+
+def test_an_except_name_used_elsewhere_keeps_the_try():
+    """Plain unbinds the ``as`` name after the handler: a function that reads it
+    elsewhere keeps its try, and raises as plain does."""
+    assert "binds 'e', which the function uses elsewhere" in outline(reuses_its_name).notes[0]
+    f = jit(reuses_its_name)
+    docs = [*DOCS[:5], "bad", "d6", "d7"]
+    for _ in range(3):
+        plain, jitted = outcome(reuses_its_name, docs), outcome(f, docs)
+        assert type(plain[1]) is type(jitted[1]) is UnboundLocalError
+
+
+def make_reader():
+    last = None
+
+    def tick(d):
+        nonlocal last
+        last = d
+        return strict(d)
+
+    def reader(docs):
+        out = []
+        for d in docs:
+            try:
+                v = tick(d)
+            except ValueError:
+                v = last  # tick set it just before failing
+            out.append(v)
+        return out
+
+    return reader
+
+
+def test_a_variable_shared_with_another_function_keeps_the_try():
+    reader = make_reader()
+    assert "a variable shared with another function" in outline(reader).notes[0]
+    f, docs = jit(reader), [*DOCS[:5], "bad", "d6", "d7"]
+    assert [f(docs) for _ in range(3)] == [reader(docs)] * 3
+
+
+PREFIX = "p0"
+
+
+def set_prefix(d):
+    global PREFIX
+    PREFIX = "p-" + d
+
+
+def reads_a_global(docs):
+    out = []
+    for d in docs:
+        try:
+            v = strict(d + PREFIX)  # plain reads PREFIX here, before set_prefix(d)
+        except ValueError:
+            v = None
+        out.append(v)
+        set_prefix(d)
+    return out
+
+
+def test_globals_are_read_where_plain_reads_them():
+    """A global the statement reads is loaded by the body at the try, not by the
+    helper when it runs: a fast helper that rebinds it later does not change the call."""
+    global PREFIX
+    f = jit(reads_a_global)
+    for _ in range(4):
+        PREFIX = "p0"
+        plain = reads_a_global(DOCS)
+        PREFIX = "p0"
+        assert f(DOCS) == plain
+    assert replays(f) >= 1 and "<try at line" in f.explain(), f.explain()
+
+
+def catches_interrupts(docs):
+    out = []
+    for d in docs:
+        try:
+            v = strict(d)
+        except (ValueError, KeyboardInterrupt):
+            v = None
+        out.append(v)
+    return out
+
+
+def test_a_handler_of_keyboard_interrupt_keeps_the_try():
+    """Ctrl-C reaches only the body's thread: that handler must stay in the body."""
+    assert "KeyboardInterrupt" in outline(catches_interrupts).notes[0]
+
+
+def reraise_later(docs):
+    out = []
+    for d in docs:
+        try:
+            v = strict(d)
+        except ValueError as e:
+            v = e
+        out.append(v)
+    for v in out:
+        if isinstance(v, BaseException):
+            raise v
+    return out
+
+
+def test_an_exception_kept_and_raised_later_has_plain_frames():
+    """``except E as e: v = e`` then ``raise v``: the frame of the raise, then the
+    function's at the try, then the callee's, as in plain."""
+    f = jit(reraise_later)
+    f(DOCS), f(DOCS)
+    docs = [*DOCS[:5], "bad", "d6", "d7"]
+    for _ in range(2):  # a replay, then a trial of a fresh function
+        plain, jitted = outcome(reraise_later, docs), outcome(f, docs)
+        assert _body_frames(jitted[1]) == _body_frames(plain[1]) and len(
+            _body_frames(plain[1])) == 3
+        f = jit(reraise_later)
+
+
+emit = print  # an alias: only the trial can tell it is print
+
+
+def prints_through_an_alias(docs):
+    out = []
+    for d in docs:
+        try:
+            v = (emit("in", d), strict(d))
+        except ValueError:
+            v = None
+        out.append(v)
+        print("after", d)
+    return out
+
+
+def test_a_try_that_calls_print_by_another_name_is_not_deferred(capsys):
+    """The trial watches what the helper calls: print stays in the body, in order."""
+    f = jit(prints_through_an_alias)
+    for _ in range(3):
+        f(DOCS[:4])
+    capsys.readouterr()
+    f(DOCS[:4])
+    jitted = capsys.readouterr().out
+    prints_through_an_alias(DOCS[:4])
+    assert jitted == capsys.readouterr().out
+    assert "its try calls print" in f.explain()
+
+
+def test_constants_that_changed_in_the_file_are_noticed():
+    """``("x", 1)`` edited to ``("y", 2)``, or ``1`` to ``1.0``: the source is not the code."""
+    import linecache
+
+    for k, (old, new) in enumerate((('("x", 1)', '("y", 2)'), ("1", "1.0"))):
+        source = ("def stale(docs):\n    out = []\n    for d in docs:\n        try:\n"
+                  f"            out.append(strict(d + str({old})))\n"
+                  "        except ValueError:\n            out.append(None)\n    return out\n")
+        name = f"<stale-{k}>"
+        namespace = {"strict": strict}
+        exec(compile(source, name, "exec"), namespace)
+        changed = source.replace(old, new)
+        linecache.cache[name] = (len(changed), None, changed.splitlines(True), name)
+        try:
+            outlined = outline(namespace["stale"])
+            linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+            assert outline(namespace["stale"]).outlines  # the file as it was: outlined
+        finally:
+            del linecache.cache[name]
+        assert outlined.code is None and "does not match" in outlined.notes[0], outlined

@@ -573,3 +573,28 @@ def test_comprehension_result_passed_whole_to_a_deferred_call_is_resolved_first(
     jitted = warmed(f, "q", ["a", "b", "c"])
     assert jitted("r", ["d", "e"]) == f("r", ["d", "e"])
     assert sum(s.replays for s in jitted.stats().signatures) == 2, jitted.explain()
+
+
+def test_a_loop_of_deferred_calls_then_a_with_statement_replays():
+    """``for x in xs: out.append(m(x))`` then ``with cm:``: the barrier before the with
+    goes right after the loop's END_FOR, where 3.12's FOR_ITER exits (it raised
+    'cannot insert code at the end of a for loop' and ran plain, warning of an
+    internal error)."""
+    import contextlib
+
+    m = Model(latency=0.003)
+
+    @jit
+    def f(m, xs):
+        out = []
+        for x in xs:
+            out.append(m(x))
+        with contextlib.nullcontext():
+            last = m("last")
+        return out, last
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", XcsWarning)
+        results = [f(m, ["a", "b", "c", "d"]) for _ in range(3)]
+    assert results == [f.__wrapped__(m, ["a", "b", "c", "d"])] * 3
+    assert f.stats().signatures[0].replays >= 1, f.explain()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import weakref
 from types import CodeType, TracebackType
 
-__all__ = ["HELPERS", "fold_helper"]
+__all__ = ["HELPERS", "fold_caught", "fold_helper"]
 
 HELPERS: weakref.WeakSet[CodeType] = weakref.WeakSet()
 
@@ -34,3 +34,15 @@ def fold_helper(tb: TracebackType | None) -> TracebackType | None:
                 tb = folded
         prev, tb = tb, tb.tb_next
     return head
+
+
+def fold_caught(tb: TracebackType | None) -> TracebackType | None:
+    """The traceback of an exception an outlined try caught and keeps (``except E as
+    e: v = e``), as plain's: its first entry, the helper's, becomes the helper's
+    caller's (the function's frame on a trial; on a worker, the stand-in named like it)."""
+    if tb is None or tb.tb_frame.f_code not in HELPERS:
+        return tb
+    caller = tb.tb_frame.f_back
+    if caller is None:
+        return tb.tb_next
+    return TracebackType(tb.tb_next, caller, -1, tb.tb_lineno)

@@ -34,6 +34,7 @@ for EXPR and the handlers must be the function's.
 from __future__ import annotations
 
 import ast
+import builtins
 import copy
 import dis
 import inspect
@@ -43,10 +44,10 @@ from types import CodeType, FunctionType
 from typing import Any
 
 from bytecode import Bytecode, Instr
-from bytecode.instr import CellVar, FreeVar, InstrLocation, TryBegin, TryEnd
+from bytecode.instr import InstrLocation, TryBegin, TryEnd
 
 from xcs import _compat
-from xcs._codes import HELPERS
+from xcs._codes import HELPERS, fold_caught
 
 ops: Any = _compat.ops
 
@@ -73,7 +74,7 @@ class Outline:
 
     line: int
     helper: FunctionType
-    params: tuple[str, ...]
+    params: tuple[tuple[str, bool], ...]  # (name, a local): what the body passes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ def outline(fn: FunctionType) -> Outlined:
     done: list[Outline] = []
     notes: list[str] = []
     for node, path in _tries(tree):
-        why = _shape(tree, node, path, code)
+        why = _shape(fn, tree, node, path)
         if isinstance(why, str):
             notes.append(f"the try at line {node.lineno} runs as written: {why}")
             continue
@@ -111,7 +112,7 @@ def outline(fn: FunctionType) -> Outlined:
                 notes.append(f"the try at line {node.lineno} runs as written: its source "
                              "does not match the function's code")
                 continue
-            if not _splice(bc, node, expr, helper, params, code):
+            if not _splice(bc, node, expr, helper, params):
                 notes.append(f"the try at line {node.lineno} runs as written: its code "
                              "has an unexpected shape")
                 continue
@@ -178,9 +179,11 @@ def _tries(tree: ast.FunctionDef) -> Iterator[tuple[ast.Try, _Path]]:
     yield from walk(tree.body, tree, ())
 
 
-def _shape(tree: ast.FunctionDef, node: ast.Try, path: _Path,
-           code: CodeType) -> str | tuple[ast.expr, tuple[str, ...]]:
-    """Why ``node`` cannot be outlined, or (its value expression, the locals it reads)."""
+def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.Try,
+           path: _Path) -> str | tuple[ast.expr, tuple[tuple[str, bool], ...]]:
+    """Why ``node`` cannot be outlined, or (its value expression, the names it reads
+    that the body loads for the helper: (name, is a local))."""
+    code = fn.__code__
     if node.orelse or node.finalbody:
         return "it has an else or finally clause"
     if len(node.body) != 1:
@@ -206,10 +209,13 @@ def _shape(tree: ast.FunctionDef, node: ast.Try, path: _Path,
         bad = _bad_expression(other[2])
         if bad:
             return f"the except clause at line {handler.lineno}: {bad}"
-        bad = _bad_expression(handler.type)
+        bad = _bad_expression(handler.type) or _catches_interrupts(fn, handler.type)
         if bad:
             return bad
-    locals_ = set(code.co_varnames) | set(code.co_cellvars)
+        if handler.name and _named_elsewhere(tree, node, handler.name):
+            return (f"the except clause at line {handler.lineno} binds {handler.name!r},"
+                    " which the function uses elsewhere (plain unbinds it)")
+    locals_ = set(code.co_varnames)
     unsafe = _unbindable(tree)
     if kind == "append":
         if target in set(code.co_freevars) or target not in locals_:
@@ -218,16 +224,52 @@ def _shape(tree: ast.FunctionDef, node: ast.Try, path: _Path,
             return f"{target!r} is not a list the function builds"
         if not _bound_before(tree, path, target):
             return f"{target!r} may be unbound at the try"
-    params: list[str] = []
+    closure = set(code.co_cellvars) | set(code.co_freevars)
+    params: list[tuple[str, bool]] = []
     for name in _loaded_names(node, expr):
-        if name in locals_ and name not in code.co_freevars:
+        if name in closure:  # another function may rebind it while the helper runs
+            return f"it reads {name!r}, a variable shared with another function"
+        if name in locals_:
             if name in unsafe or not _bound_before(tree, path, name):
                 return f"{name!r} may be unbound at the try"
-        elif name not in code.co_freevars:
-            continue  # a global or builtin: the helper looks it up when plain does
-        if name not in params:
-            params.append(name)
+        elif name not in fn.__globals__:
+            if hasattr(builtins, name):
+                continue  # a builtin: the helper looks it up as plain does
+            return f"{name!r} is not defined when the function is first called"
+        if (name, name in locals_) not in params:
+            params.append((name, name in locals_))
     return expr, tuple(params)
+
+
+def _catches_interrupts(fn: FunctionType, types: ast.expr) -> str | None:
+    """Does the clause catch KeyboardInterrupt or SystemExit, which only the body's
+    thread receives?  Its type is looked up now: a name or attribute of a global."""
+    for part in types.elts if isinstance(types, ast.Tuple) else [types]:
+        chain: list[str] = []
+        while isinstance(part, ast.Attribute):
+            chain.append(part.attr)
+            part = part.value
+        if not isinstance(part, ast.Name):
+            return "its except clause's type is not a name"
+        if part.id in fn.__code__.co_varnames:
+            continue  # self.Error: an exception class of the user's own
+        value = fn.__globals__.get(part.id, getattr(builtins, part.id, None))
+        for attr in reversed(chain):
+            value = getattr(value, attr, None)
+        if not (isinstance(value, type) and issubclass(value, Exception)):
+            return (f"its except clause catches {ast.unparse(types)}, not only Exception "
+                    "subclasses (KeyboardInterrupt reaches only the body's thread)")
+    return None
+
+
+def _named_elsewhere(tree: ast.FunctionDef, node: ast.Try, name: str) -> bool:
+    """Is ``name`` used in the function outside the except clauses that bind it
+    (``except E as name``: inside one, the name is that clause's own)?"""
+    inside = {id(n) for h in _scope_nodes(tree) if isinstance(h, ast.ExceptHandler)
+              and h.name == name for n in ast.walk(h)}
+    return any(isinstance(n, ast.Name) and n.id == name and id(n) not in inside
+               for n in _scope_nodes(tree)) or name in {
+        a.arg for a in ast.walk(tree.args) if isinstance(a, ast.arg)}
 
 
 def _sink(stmt: ast.stmt) -> tuple[str, str, ast.expr] | None:
@@ -358,7 +400,7 @@ def _bound_before(tree: ast.FunctionDef, path: _Path, name: str) -> bool:
 
 # -- the helper ------------------------------------------------------------------
 def _helper(fn: FunctionType, node: ast.Try, expr: ast.expr,
-            params: tuple[str, ...]) -> FunctionType:
+            params: tuple[tuple[str, bool], ...]) -> FunctionType:
     """Compile the helper from the statement's own nodes (their positions kept)."""
 
     def at(n: Any, like: ast.AST) -> Any:
@@ -372,13 +414,20 @@ def _helper(fn: FunctionType, node: ast.Try, expr: ast.expr,
     for handler in node.handlers:
         value = _sink(handler.body[0])
         assert value is not None
+        body: list[ast.stmt] = [at(ast.Return(copy.deepcopy(value[2])), handler.body[0])]
+        if handler.name:  # the exception is kept: its traceback as plain's (fold_caught)
+            tb = [at(ast.Attribute(at(ast.Name(handler.name, ast.Load()), handler),
+                                   "__traceback__", ctx), handler)
+                  for ctx in (ast.Store(), ast.Load())]
+            body.insert(0, at(ast.Assign(targets=[tb[0]], value=at(ast.Call(
+                at(ast.Name(_FOLD, ast.Load()), handler), [tb[1]], []), handler)), handler))
         inner_handlers.append(at(ast.ExceptHandler(
-            type=copy.deepcopy(handler.type), name=handler.name,
-            body=[at(ast.Return(copy.deepcopy(value[2])), handler.body[0])]), handler))
+            type=copy.deepcopy(handler.type), name=handler.name, body=body), handler))
     inner = at(ast.Try(body=[at(ast.Return(copy.deepcopy(expr)), node.body[0])],
                        handlers=inner_handlers, orelse=[], finalbody=[]), node)
-    arguments = ast.arguments(posonlyargs=[ast.arg(p) for p in params], args=[],
-                              kwonlyargs=[], kw_defaults=[], defaults=[])
+    arguments = ast.arguments(posonlyargs=[ast.arg(p) for p, _ in params], args=[],
+                              kwonlyargs=[ast.arg(_FOLD)], kw_defaults=[ast.Constant(None)],
+                              defaults=[])
     name = fn.__code__.co_name
     fields: dict[str, Any] = {"type_params": []} if "type_params" in ast.FunctionDef._fields else {}
     definition = at(ast.FunctionDef(name=name, args=arguments, body=[inner],
@@ -390,11 +439,14 @@ def _helper(fn: FunctionType, node: ast.Try, expr: ast.expr,
     code = next(c for c in compiled.co_consts if isinstance(c, CodeType))
     code = code.replace(co_qualname=fn.__code__.co_qualname)
     helper = FunctionType(code, fn.__globals__, name)
+    helper.__kwdefaults__ = {_FOLD: fold_caught}
     helper.__qualname__ = f"{fn.__qualname__}.<try at line {node.lineno}>"
     helper.__module__ = fn.__module__
     HELPERS.add(code)
     return helper
 
+
+_FOLD = "__xcs_fold_caught"  # the helper's keyword-only parameter: ``fold_caught``
 
 _FUTURE_FLAGS = 0
 for _feature in ("annotations", "generator_stop", "barry_as_FLUFL"):
@@ -446,10 +498,19 @@ def _listing(code: CodeType) -> list[tuple[Any, ...]]:
         elif ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs:
             out.append((line, name))
         else:
-            value = ins.argval if isinstance(ins.argval, str | int | float | bytes | bool
-                                             | type(None)) else type(ins.argval).__name__
-            out.append((line, name, value))
+            out.append((line, name, _constant(ins.argval)))
     return out
+
+
+def _constant(value: Any) -> Any:
+    """A key that tells constants apart as plain does (``1``, ``1.0`` and ``True``
+    differ; tuples by their items); a code object by its name."""
+    if isinstance(value, CodeType):
+        return ("code", value.co_name)
+    if isinstance(value, tuple | frozenset):
+        return (type(value).__name__, tuple(sorted(map(repr, map(_constant, value))))
+                if isinstance(value, frozenset) else tuple(map(_constant, value)))
+    return (type(value).__name__, repr(value))
 
 
 # Instructions whose presence depends on where the code was compiled, not what it does.
@@ -486,17 +547,15 @@ def _fingerprint(code: CodeType, span: tuple[int, int, int, int]) -> list[tuple[
         elif name in ("PUSH_NULL", "POP_EXCEPT", "RETURN_VALUE", "SWAP", "POP_TOP"):
             continue  # the call protocol's slot; the helper's ``return`` from a handler
         elif name == "RETURN_CONST":
-            out.append(("LOAD_CONST", ins.argval))
+            out.append(("LOAD_CONST", _constant(ins.argval)))
         else:
-            value = ins.argval if isinstance(ins.argval, str | int | float | bytes | bool
-                                             | type(None)) else type(ins.argval).__name__
-            out.append((name, value))
+            out.append((name, _constant(ins.argval)))
     return out
 
 
 # -- the splice ------------------------------------------------------------------
 def _splice(bc: Bytecode, node: ast.Try, expr: ast.expr, helper: FunctionType,
-            params: tuple[str, ...], code: CodeType) -> bool:
+            params: tuple[tuple[str, bool], ...]) -> bool:
     """Replace the statement's protected region in ``bc`` by the helper call, in place.
 
     The region (a TryBegin ... TryEnd pair) holds the sink's own instructions around
@@ -527,7 +586,7 @@ def _splice(bc: Bytecode, node: ast.Try, expr: ast.expr, helper: FunctionType,
             return False
         loc = region[inside[0]].location
         loc = InstrLocation(span[0], span[2], span[1], span[3]) if loc is not None else loc
-        call = _call(helper, params, code, loc)
+        call = _call(helper, params, loc)
         bc[:] = [*items[:start], *pre, *call, *post, *items[end + 1:]]
         return True
     return False
@@ -545,16 +604,14 @@ def _sink_code(pre: list[Instr], post: list[Instr]) -> bool:
             and all(x.name in ops.CALL_PREFIX | {"CALL", "PRECALL", "POP_TOP"} for x in post))
 
 
-def _call(helper: FunctionType, params: tuple[str, ...], code: CodeType,
+def _call(helper: FunctionType, params: tuple[tuple[str, bool], ...],
           loc: Any) -> list[Instr]:
+    """``helper(*params)``: the locals and globals the statement reads, loaded where
+    plain starts to evaluate it."""
     fn = [Instr("LOAD_CONST", helper, location=loc)]
     null = [Instr("PUSH_NULL", location=loc)]
     seq = null + fn if ops.SLOT_BELOW_CALLABLE else fn + null
-    for name in params:
-        if name in code.co_cellvars:
-            seq.append(Instr("LOAD_DEREF", CellVar(name), location=loc))
-        elif name in code.co_freevars:
-            seq.append(Instr("LOAD_DEREF", FreeVar(name), location=loc))
-        else:
-            seq.append(Instr(ops.CHECKED_LOAD_FAST, name, location=loc))
+    for name, local in params:
+        seq.append(Instr(ops.CHECKED_LOAD_FAST, name, location=loc) if local
+                   else Instr("LOAD_GLOBAL", (False, name), location=loc))
     return [*seq, *ops.call(len(params), loc)]

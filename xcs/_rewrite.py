@@ -401,7 +401,8 @@ class Program:
             while anchor > 0 and cfg.instrs[anchor - 1].name in ops.CALL_PREFIX:
                 anchor -= 1
             if cfg.instrs[anchor].name in ("END_FOR", "POP_ITER") or (
-                    anchor > 0 and cfg.instrs[anchor - 1].name == "END_FOR"):
+                    anchor > 0 and cfg.instrs[anchor - 1].name == "END_FOR"
+                    and not ops.CODE_AFTER_END_FOR):
                 raise RewriteError("cannot insert code at the end of a for loop")
             return before.setdefault(anchor, [])
 

@@ -37,6 +37,10 @@ from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
 VERSION = (3, 12)
 # LOAD_FAST no longer checks: the compiler emits LOAD_FAST_CHECK where a local may be unbound.
 CHECKED_LOAD_FAST = "LOAD_FAST_CHECK"
+# An exhausted FOR_ITER jumps over its END_FOR to the next instruction: code may be
+# inserted there, it is where the loop exits (3.13+ put a POP_TOP or POP_ITER after
+# END_FOR, which FOR_ITER skips as well: nothing may come between them).
+CODE_AFTER_END_FOR = True
 CALL_PREFIX = frozenset({"KW_NAMES"})
 COMPREHENSIONS: frozenset[str] = frozenset()
 

@@ -38,6 +38,7 @@ from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
 
 VERSION = (3, 13)
 SLOT_BELOW_CALLABLE = False
+CODE_AFTER_END_FOR = False  # END_FOR, POP_TOP: FOR_ITER skips both
 CALL_PREFIX: frozenset[str] = frozenset()
 COMPREHENSIONS: frozenset[str] = frozenset()
 EFFECT_FIX: dict[str, int] = {}

@@ -18,6 +18,7 @@ from xcs import _v313
 from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
     CALL_PREFIX,
     CHECKED_LOAD_FAST,
+    CODE_AFTER_END_FOR,
     COMPREHENSIONS,
     EFFECT_FIX,
     IMMUTABLE_RESULT,

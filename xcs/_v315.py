@@ -11,6 +11,7 @@ from xcs import _v314
 from xcs._v314 import (  # noqa: F401  (re-exported: unchanged since 3.14)
     CALL_PREFIX,
     CHECKED_LOAD_FAST,
+    CODE_AFTER_END_FOR,
     COMPREHENSIONS,
     EFFECT_FIX,
     IMMUTABLE_RESULT,
