@@ -561,3 +561,21 @@ def test_constants_that_changed_in_the_file_are_noticed():
         finally:
             del linecache.cache[name]
         assert outlined.code is None and "does not match" in outlined.notes[0], outlined
+
+
+def inside_a_with(docs, cm):
+    out = []
+    with cm:
+        for d in docs:
+            try:
+                v = strict(d)
+            except ValueError:
+                v = None
+            out.append(v)
+    return out
+
+
+def test_a_try_inside_a_with_keeps_its_protection_and_says_so():
+    assert outline(inside_a_with).notes == (
+        f"the try at line {inside_a_with.__code__.co_firstlineno + 4} runs as written: "
+        "it is inside another try or a with",)

@@ -44,14 +44,14 @@ from types import CodeType, FunctionType
 from typing import Any
 
 from bytecode import Bytecode, Instr
-from bytecode.instr import InstrLocation, TryBegin, TryEnd
+from bytecode.instr import CellVar, InstrLocation, TryBegin, TryEnd
 
 from xcs import _compat
 from xcs._codes import HELPERS, fold_caught
 
 ops: Any = _compat.ops
 
-__all__ = ["Outline", "outline"]
+__all__ = ["Outline", "comprehension_cells", "outline"]
 
 # Calls that must stay in the body's thread, in order: a try that makes one directly
 # stays as written (a deferred helper would make it on a worker).
@@ -74,7 +74,7 @@ class Outline:
 
     line: int
     helper: FunctionType
-    params: tuple[tuple[str, bool], ...]  # (name, a local): what the body passes it
+    params: tuple[tuple[str, str], ...]  # (name, scope): what the body passes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,8 @@ def outline(fn: FunctionType) -> Outlined:
     done: list[Outline] = []
     notes: list[str] = []
     for node, path in _tries(tree):
-        why = _shape(fn, tree, node, path)
+        why = "it is inside another try or a with" if path is None else _shape(
+            fn, tree, node, path)
         if isinstance(why, str):
             notes.append(f"the try at line {node.lineno} runs as written: {why}")
             continue
@@ -157,15 +158,22 @@ def _function_tree(fn: FunctionType) -> ast.FunctionDef | None:
 _Path = tuple[tuple[list[ast.stmt], int, object], ...]
 
 
-def _tries(tree: ast.FunctionDef) -> Iterator[tuple[ast.Try, _Path]]:
-    """The function's own ``try`` statements that no other try/with encloses, each
-    with its path: (statement list, index, owner) from the function body down."""
+def _tries(tree: ast.FunctionDef) -> Iterator[tuple[ast.Try, _Path | None]]:
+    """The function's own ``try`` statements, each with its path: (statement list,
+    index, owner) from the function body down; None for a try that another try or a
+    ``with`` encloses (it keeps its protection)."""
 
-    def walk(body: list[ast.stmt], owner: object, path: _Path) -> Iterator[tuple[ast.Try, _Path]]:
+    def walk(body: list[ast.stmt], owner: object, path: _Path | None,
+             ) -> Iterator[tuple[ast.Try, _Path | None]]:
         for i, stmt in enumerate(body):
-            here = (*path, (body, i, owner))
+            here = None if path is None else (*path, (body, i, owner))
             if isinstance(stmt, ast.Try):
                 yield stmt, here
+                for inner in (stmt.body, *(h.body for h in stmt.handlers), stmt.orelse,
+                              stmt.finalbody):
+                    yield from walk(inner, inner, None)
+            elif isinstance(stmt, ast.With):
+                yield from walk(stmt.body, stmt.body, None)
             elif isinstance(stmt, ast.For | ast.While):
                 yield from walk(stmt.body, stmt, here)
                 yield from walk(stmt.orelse, stmt.orelse, here)
@@ -180,9 +188,9 @@ def _tries(tree: ast.FunctionDef) -> Iterator[tuple[ast.Try, _Path]]:
 
 
 def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.Try,
-           path: _Path) -> str | tuple[ast.expr, tuple[tuple[str, bool], ...]]:
+           path: _Path) -> str | tuple[ast.expr, tuple[tuple[str, str], ...]]:
     """Why ``node`` cannot be outlined, or (its value expression, the names it reads
-    that the body loads for the helper: (name, is a local))."""
+    that the body loads for the helper: (name, "fast", "cell" or "global"))."""
     code = fn.__code__
     if node.orelse or node.finalbody:
         return "it has an else or finally clause"
@@ -224,20 +232,25 @@ def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.Try,
             return f"{target!r} is not a list the function builds"
         if not _bound_before(tree, path, target):
             return f"{target!r} may be unbound at the try"
-    closure = set(code.co_cellvars) | set(code.co_freevars)
-    params: list[tuple[str, bool]] = []
+    # A cell that only 3.11's comprehensions read runs no code later: a local here.
+    cells = comprehension_cells(code)
+    closure = (set(code.co_cellvars) - cells) | set(code.co_freevars)
+    params: list[tuple[str, str]] = []
     for name in _loaded_names(node, expr):
         if name in closure:  # another function may rebind it while the helper runs
             return f"it reads {name!r}, a variable shared with another function"
-        if name in locals_:
+        if name in locals_ or name in cells:
             if name in unsafe or not _bound_before(tree, path, name):
                 return f"{name!r} may be unbound at the try"
-        elif name not in fn.__globals__:
-            if hasattr(builtins, name):
-                continue  # a builtin: the helper looks it up as plain does
+            scope = "cell" if name in cells else "fast"
+        elif name in fn.__globals__:
+            scope = "global"
+        elif hasattr(builtins, name):
+            continue  # a builtin: the helper looks it up as plain does
+        else:
             return f"{name!r} is not defined when the function is first called"
-        if (name, name in locals_) not in params:
-            params.append((name, name in locals_))
+        if (name, scope) not in params:
+            params.append((name, scope))
     return expr, tuple(params)
 
 
@@ -400,7 +413,7 @@ def _bound_before(tree: ast.FunctionDef, path: _Path, name: str) -> bool:
 
 # -- the helper ------------------------------------------------------------------
 def _helper(fn: FunctionType, node: ast.Try, expr: ast.expr,
-            params: tuple[tuple[str, bool], ...]) -> FunctionType:
+            params: tuple[tuple[str, str], ...]) -> FunctionType:
     """Compile the helper from the statement's own nodes (their positions kept)."""
 
     def at(n: Any, like: ast.AST) -> Any:
@@ -555,7 +568,7 @@ def _fingerprint(code: CodeType, span: tuple[int, int, int, int]) -> list[tuple[
 
 # -- the splice ------------------------------------------------------------------
 def _splice(bc: Bytecode, node: ast.Try, expr: ast.expr, helper: FunctionType,
-            params: tuple[tuple[str, bool], ...]) -> bool:
+            params: tuple[tuple[str, str], ...]) -> bool:
     """Replace the statement's protected region in ``bc`` by the helper call, in place.
 
     The region (a TryBegin ... TryEnd pair) holds the sink's own instructions around
@@ -604,14 +617,40 @@ def _sink_code(pre: list[Instr], post: list[Instr]) -> bool:
             and all(x.name in ops.CALL_PREFIX | {"CALL", "PRECALL", "POP_TOP"} for x in post))
 
 
-def _call(helper: FunctionType, params: tuple[tuple[str, bool], ...],
+def _call(helper: FunctionType, params: tuple[tuple[str, str], ...],
           loc: Any) -> list[Instr]:
     """``helper(*params)``: the locals and globals the statement reads, loaded where
     plain starts to evaluate it."""
     fn = [Instr("LOAD_CONST", helper, location=loc)]
     null = [Instr("PUSH_NULL", location=loc)]
     seq = null + fn if ops.SLOT_BELOW_CALLABLE else fn + null
-    for name, local in params:
-        seq.append(Instr(ops.CHECKED_LOAD_FAST, name, location=loc) if local
-                   else Instr("LOAD_GLOBAL", (False, name), location=loc))
+    for name, scope in params:
+        seq.append(Instr(ops.CHECKED_LOAD_FAST, name, location=loc) if scope == "fast" else
+                   Instr("LOAD_DEREF", CellVar(name), location=loc) if scope == "cell" else
+                   Instr("LOAD_GLOBAL", (False, name), location=loc))
     return [*seq, *ops.call(len(params), loc)]
+
+
+def comprehension_cells(code: CodeType) -> frozenset[str]:
+    """The cells of ``code`` that only its 3.11 comprehensions read.
+
+    Such a cell never leaves the frame's dynamic extent (a comprehension runs
+    at once and is not kept), so it can be tracked like a fast local, which
+    lets it hold placeholders: ``a = m(1)`` must not wait just because a later
+    ``[a + x for x in xs]`` reads ``a``.  A cell that any other nested code
+    (a lambda, an inner function, a generator expression) reads may be read
+    later, from anywhere, and stays outside state.
+    """
+    if not ops.COMPREHENSIONS or not code.co_cellvars:
+        return frozenset()
+    cells = set(code.co_cellvars)
+
+    def visit(parent: CodeType) -> None:
+        for const in parent.co_consts:
+            if isinstance(const, CodeType):
+                if const.co_name not in ops.COMPREHENSIONS:
+                    cells.difference_update(const.co_freevars)
+                visit(const)
+
+    visit(code)
+    return frozenset(cells)

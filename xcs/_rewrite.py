@@ -28,6 +28,7 @@ from bytecode.instr import UNSET, CellVar, InstrLocation, TryBegin, TryEnd
 from xcs import _compat
 from xcs._errors import RewriteError
 from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, Val, simulate
+from xcs._outline import comprehension_cells as _comprehension_cells
 from xcs._outline import outline
 
 # The version module (see _compat); the rewrite stage is only used where it exists.
@@ -725,31 +726,6 @@ def _may_hold_placeholders(code: CodeType) -> Val:
     set or dict that may hold placeholders (so calls receiving it search it)."""
     kind = NOTDICT | OTHER if code.co_name == "<listcomp>" else NOTLIST | OTHER
     return Val(kind | LCT)
-
-
-def _comprehension_cells(code: CodeType) -> frozenset[str]:
-    """The cells of ``code`` that only its 3.11 comprehensions read.
-
-    Such a cell never leaves the frame's dynamic extent (a comprehension runs
-    at once and is not kept), so it can be tracked like a fast local, which
-    lets it hold placeholders: ``a = m(1)`` must not wait just because a later
-    ``[a + x for x in xs]`` reads ``a``.  A cell that any other nested code
-    (a lambda, an inner function, a generator expression) reads may be read
-    later, from anywhere, and stays outside state.
-    """
-    if not ops.COMPREHENSIONS or not code.co_cellvars:
-        return frozenset()
-    cells = set(code.co_cellvars)
-
-    def visit(parent: CodeType) -> None:
-        for const in parent.co_consts:
-            if isinstance(const, CodeType):
-                if const.co_name not in ops.COMPREHENSIONS:
-                    cells.difference_update(const.co_freevars)
-                visit(const)
-
-    visit(code)
-    return frozenset(cells)
 
 
 def _cell_name(instr: Instr) -> str | None:
