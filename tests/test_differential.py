@@ -244,6 +244,7 @@ def test_outlined_tries_match_plain_on_generated_programs(monkeypatch):
     finally:
         one.shutdown(wait=True)
     assert tally["programs"] >= TRY_PROGRAMS
-    # Most programs have an outlined try; the comparison means something where they replay.
-    assert tally["outlined"] >= tally["programs"] // 2, tally
+    # Most programs have an outlined try (50-61 of 81 seen; the floor leaves room for
+    # unlucky draws); the comparison means something where they replay (12-39 seen).
+    assert tally["outlined"] >= tally["programs"] // 3, tally
     assert tally["outlined and replayed"] >= tally["programs"] // 8, tally
