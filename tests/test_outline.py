@@ -579,3 +579,30 @@ def test_a_try_inside_a_with_keeps_its_protection_and_says_so():
     assert outline(inside_a_with).notes == (
         f"the try at line {inside_a_with.__code__.co_firstlineno + 4} runs as written: "
         "it is inside another try or a with",)
+
+
+def test_a_failure_of_the_outlining_leaves_the_rest_of_the_function_optimized(monkeypatch):
+    """Outlining is an extra: if it fails, the try runs as written (with the reason) and
+    the function's other calls are still deferred."""
+    from xcs import _outline
+
+    def broken(*args):
+        raise LookupError("simulated")
+
+    monkeypatch.setattr(_outline, "_shape", broken)
+
+    def both(docs):
+        first = [strict(d) for d in docs]
+        out = []
+        for d in docs:
+            try:
+                out.append(strict(d))
+            except ValueError:
+                out.append(None)
+        return first, out
+
+    f = jit(both)
+    for _ in range(3):
+        assert f(DOCS) == both(DOCS)
+    assert replays(f) >= 1, f.explain()
+    assert "its try statements run as written: LookupError: simulated" in f.explain()

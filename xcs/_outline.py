@@ -51,7 +51,7 @@ from xcs._codes import HELPERS, fold_caught
 
 ops: Any = _compat.ops
 
-__all__ = ["Outline", "comprehension_cells", "outline"]
+__all__ = ["Outline", "Outlined", "comprehension_cells", "outline"]
 
 # Calls that must stay in the body's thread, in order: a try that makes one directly
 # stays as written (a deferred helper would make it on a worker).

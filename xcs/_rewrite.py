@@ -28,8 +28,8 @@ from bytecode.instr import UNSET, CellVar, InstrLocation, TryBegin, TryEnd
 from xcs import _compat
 from xcs._errors import RewriteError
 from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, Val, simulate
+from xcs._outline import Outlined, outline
 from xcs._outline import comprehension_cells as _comprehension_cells
-from xcs._outline import outline
 
 # The version module (see _compat); the rewrite stage is only used where it exists.
 ops: Any = _compat.ops
@@ -179,7 +179,11 @@ class Program:
         self.notes: list[str] = []  # nested code left as it is, and why
         # The trace and replay bodies call a helper in place of each ``try`` that only
         # computes a value (``_outline``); the plain body keeps the statement.
-        outlined = outline(fn)
+        try:
+            outlined = outline(fn)
+        except Exception as exc:  # a failure of its own never turns the function plain
+            outlined = Outlined(None, (), (f"its try statements run as written: "
+                                           f"{type(exc).__name__}: {exc}",))
         self.outlines = outlined.outlines
         self.notes += outlined.notes
         self._plain_items = list(_load(fn.__code__)) if outlined.code is not None else None
