@@ -453,10 +453,30 @@ def _helper(fn: FunctionType, node: ast.Try, expr: ast.expr,
     code = code.replace(co_qualname=fn.__code__.co_qualname)
     helper = FunctionType(code, fn.__globals__, name)
     helper.__kwdefaults__ = {_FOLD: fold_caught}
+    # What the trial checks before calling it (``_trace.helper_stays``): its parameters,
+    # and the calls it makes directly, as (root name, attributes).
+    helper.__xcs_calls__ = (tuple(p for p, _ in params), _direct_calls(node, expr))  # type: ignore[attr-defined]
     helper.__qualname__ = f"{fn.__qualname__}.<try at line {node.lineno}>"
     helper.__module__ = fn.__module__
     HELPERS.add(code)
     return helper
+
+
+def _direct_calls(node: ast.Try, expr: ast.expr) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The statement's calls of a name or of an attribute chain on a name."""
+    values = [expr] + [v[2] for h in node.handlers if (v := _sink(h.body[0])) is not None]
+    out = []
+    for value in values:
+        for n in ast.walk(value):
+            if isinstance(n, ast.Call):
+                chain: list[str] = []
+                func = n.func
+                while isinstance(func, ast.Attribute):
+                    chain.append(func.attr)
+                    func = func.value
+                if isinstance(func, ast.Name):
+                    out.append((func.id, tuple(reversed(chain))))
+    return tuple(out)
 
 
 _FOLD = "__xcs_fold_caught"  # the helper's keyword-only parameter: ``fold_caught``

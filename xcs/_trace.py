@@ -16,6 +16,7 @@ amount per call and per use, so a trial is linear in the number of calls.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import logging
 import os
@@ -31,7 +32,6 @@ from types import (
     AsyncGeneratorType,
     BuiltinFunctionType,
     CoroutineType,
-    FrameType,
     FunctionType,
     GeneratorType,
     ModuleType,
@@ -143,41 +143,35 @@ def stays_here(fn: Any) -> str | None:
     return None
 
 
-def stays_in_frame(frame: FrameType) -> str | None:
-    """Why the Python function running in ``frame`` must run in the body's thread (a
-    logger's method, a queue's, an event's, a lock's), from the module defining it."""
-    module = str(frame.f_globals.get("__name__", ""))
-    top = module.split(".")[0]
-    if top in ("logging", "warnings"):
-        return FRAME
-    if module in ("queue", "threading") or module.startswith("concurrent.futures") or (
-            top in _BLOCKING_MODULES):
-        return BLOCKS
+def helper_stays(fn: FunctionType, operands: tuple[Any, ...]) -> str | None:
+    """Why an outlined try's helper must run in the body's thread: one of the calls it
+    makes directly is of a function that must (``print`` by another name, ``sleep``,
+    a queue's or a lock's method, a logger's).  Its callees are found from the values
+    the body passes it and from globals and modules, without running any code."""
+    params, calls = fn.__xcs_calls__  # type: ignore[attr-defined]
+    values = dict(zip(params, operands))
+    for root, chain in calls:
+        if root in values:
+            obj = values[root]
+        elif root in fn.__globals__:
+            obj = fn.__globals__[root]
+        else:
+            obj = getattr(builtins, root, None)
+        rest = list(chain)
+        while rest and isinstance(obj, ModuleType):  # a module's attribute runs no code
+            obj = getattr(obj, rest.pop(0), None)
+        if not rest:
+            why = stays_here(obj)
+        elif isinstance(obj, (logging.Logger, logging.LoggerAdapter)):
+            why = FRAME
+        elif isinstance(obj, _BLOCKING_TYPES) or (
+                (getattr(type(obj), "__module__", "") or "").split(".")[0] in _BLOCKING_MODULES):
+            why = BLOCKS
+        else:
+            why = None
+        if why:
+            return f"its try calls {'.'.join((root, *chain))}: {why}"
     return None
-
-
-class _HelperWatch:
-    """While an outlined try's helper runs in the trial, what it calls that must stay
-    in the body's thread (its calls are not recorded: the helper is deferred whole)."""
-
-    def __init__(self, helper: FunctionType, prev: Any) -> None:
-        self.code = helper.__code__
-        self.prev = prev
-        self.why: str | None = None
-
-    def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
-        if self.why is None:
-            if event == "c_call" and frame.f_code is self.code:
-                why = stays_here(arg)
-                if why:
-                    self.why = f"its try calls {_name(arg)}: {why}"
-            elif event == "call" and frame.f_back is not None and (
-                    frame.f_back.f_code is self.code):
-                why = stays_in_frame(frame)
-                if why:
-                    self.why = f"its try calls {frame.f_code.co_qualname}: {why}"
-        if self.prev is not None:
-            self.prev(frame, event, arg)
 
 
 class Call(NamedTuple):
@@ -273,8 +267,7 @@ class Recorder:
         self.fast: dict[int, int] = {}  # site -> how many of its calls in a row were fast
         self.muted: dict[int, float] = {}  # sites no longer recorded -> start of the current call
         self.keep: list[Any] = []
-        self.watches: list[tuple[int, _HelperWatch]] = []  # (event, watch) of helpers running
-        self.helper_stays: dict[int, str] = {}  # id of a helper -> what it called that stays
+        self.helper_stays: dict[int, str] = {}  # id of a helper -> what it calls that stays
         self.drains: list[tuple[int, int]] = []  # (site, first event) of builtins draining
         self.drain_sites: set[int] = set()
         self._frame: Any = None  # the body's frame at the current ``use``
@@ -338,10 +331,10 @@ class Recorder:
         ev.drained = bool(self.drains)
         self.events.append(ev)
         self.open.append(ev)
-        if type(fn) is FunctionType and fn.__code__ in HELPERS:
-            watch = _HelperWatch(fn, sys.getprofile())
-            self.watches.append((ev.index, watch))
-            sys.setprofile(watch)
+        if type(fn) is FunctionType and fn.__code__ in HELPERS and id(fn) not in self.helper_stays:
+            why = helper_stays(fn, operands)
+            if why:
+                self.helper_stays[id(fn)] = why
         # CPU time costs a system call here (1-2 us): read it only where it can
         # matter, for a site's first calls and for the sites whose calls are slow.
         ev.cpu0 = _cpu() if self.cpu_budget.get(site, 2) > 0 else None
@@ -368,8 +361,6 @@ class Recorder:
             ev = self.open.pop()
             if ev.site == site:
                 ev.end = end
-                if self.watches and self.watches[-1][0] == ev.index:
-                    self._unwatch()
                 slow = end - ev.start >= SLOW_CALL
                 if ev.cpu0 is not None:
                     ev.cpu = _cpu() - ev.cpu0
@@ -384,12 +375,6 @@ class Recorder:
             ev.raised = True  # an inner call raised and the body caught it
             ev.end = end
             ev.frame = None
-
-    def _unwatch(self) -> None:
-        index, watch = self.watches.pop()
-        sys.setprofile(watch.prev)
-        if watch.why is not None:
-            self.helper_stays.setdefault(id(self.events[index].fn), watch.why)
 
     def use(self, value: Any, op: int | None = None) -> None:
         """The body observed ``value`` (through operator site ``op``, if given)."""
@@ -543,8 +528,6 @@ class Recorder:
     def finish(self, raised: bool) -> Trace:
         """The trace of the trial; drops the references kept while recording."""
         end = _clock()
-        while self.watches:  # a helper that raised
-            self._unwatch()
         cpu = _cpu() - self.cpu0
         for ev in self.open:
             ev.raised = raised or ev.raised
