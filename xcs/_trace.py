@@ -131,8 +131,11 @@ def stays_here(fn: Any) -> str | None:
     if key in _BLOCKING:
         return BLOCKS
     owner = getattr(fn, "__self__", None)
-    if owner is None:
-        return None
+    return None if owner is None else _owner_stays(owner)
+
+
+def _owner_stays(owner: Any) -> str | None:
+    """Why any method of ``owner`` must run in the body's thread (None: it need not)."""
     if isinstance(owner, (logging.Logger, logging.LoggerAdapter)):
         return FRAME
     if isinstance(owner, _BLOCKING_TYPES):
@@ -160,15 +163,7 @@ def helper_stays(fn: FunctionType, operands: tuple[Any, ...]) -> str | None:
         rest = list(chain)
         while rest and isinstance(obj, ModuleType):  # a module's attribute runs no code
             obj = getattr(obj, rest.pop(0), None)
-        if not rest:
-            why = stays_here(obj)
-        elif isinstance(obj, (logging.Logger, logging.LoggerAdapter)):
-            why = FRAME
-        elif isinstance(obj, _BLOCKING_TYPES) or (
-                (getattr(type(obj), "__module__", "") or "").split(".")[0] in _BLOCKING_MODULES):
-            why = BLOCKS
-        else:
-            why = None
+        why = stays_here(obj) if not rest else _owner_stays(obj)  # a method of obj
         if why:
             return f"its try calls {'.'.join((root, *chain))}: {why}"
     return None
