@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from types import FunctionType, GeneratorType, MethodType
+from types import FrameType, FunctionType, GeneratorType, MethodType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from xcs import _compat, _explain, _owners, _replay
@@ -340,55 +340,65 @@ class _SiteHook:
         if (type(inv) is not Invocation or type(gen) is not GeneratorType or not drains(fn)
                 or not gen.gi_code.co_qualname.startswith(self.state.prefix)
                 or gen.gi_frame is None):
-            return self.continuation(fn, *args, **kwargs)
+            return self._continue(self.scan, self._caller(), fn, args, kwargs)
         frame = gen.gi_frame
         inv.drained.add(frame)
         try:
             items = list(gen)
         finally:
             inv.drained.discard(frame)
-        return self.continuation(fn, items, *args[1:], **kwargs)
+        # What the generator yielded may be placeholders, whatever the site's
+        # arguments looked like to the flow analysis (a generator holds none).
+        return self._continue(True, sys._getframe(1), fn, (items, *args[1:]), kwargs)
 
     def continuation(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """A fast call that may receive results (``json.loads(r)``, ``clean(r)``)."""
+        return self._continue(self.scan, self._caller(), fn, args, kwargs)
+
+    def _continue(self, scan: bool, caller: FrameType | None, fn: Any, args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> Any:
         inv = self.tls.cur
         if type(inv) is not Invocation:
             return fn(*args, **kwargs)
-        if self._kept_here(inv, fn):
+        if self._kept_here(inv, fn, caller):
             return inv.call_here(fn, args, kwargs)
         try:
-            frames = self._frames()
+            frames = self._frames(caller)
         except Exception as exc:
             self.state._internal(exc)
             return inv.call_here(fn, args, kwargs)
-        return inv.continuation(self.site, self.line, fn, args, kwargs, self.scan, self.via,
-                                frames)
+        return inv.continuation(self.site, self.line, fn, args, kwargs, scan, self.via, frames)
 
     def defer(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         inv = self.tls.cur
         if type(inv) is not Invocation:  # not in a replay: nothing can be pending
             return fn(*args, **kwargs)
-        if stays_here(fn) or self._kept_here(inv, fn):
+        if stays_here(fn) or self._kept_here(inv, fn, caller := self._caller()):
             return inv.call_here(fn, args, kwargs)  # a callee unlike the trial's: keep it here
         try:
-            frames = self._frames()
+            frames = self._frames(caller)
             return inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via, frames)
         except Exception as exc:
             self.state._internal(exc)
         return inv.call_here(fn, args, kwargs)
 
-    def _kept_here(self, inv: Invocation, fn: Any) -> bool:
+    def _kept_here(self, inv: Invocation, fn: Any, caller: FrameType | None) -> bool:
         """A closure sharing the body's state, or a call of a generator expression that no
         builtin drains (its consumer would see the placeholders): made in the body."""
         return shares_state(fn, self.state.prefix) or (
-            self.genexpr and sys._getframe(2) not in inv.drained)
+            self.genexpr and caller not in inv.drained)
 
-    def _frames(self) -> tuple[tuple[tuple[Any, int], ...], int] | None:
+    def _caller(self) -> FrameType | None:
+        """The frame making the call (of the hook's caller), when a generator expression
+        or a comprehension may be making it; else None (the body's own)."""
+        return sys._getframe(2) if self.genexpr or self.comprehension else None
+
+    def _frames(self, caller: FrameType | None) -> tuple[tuple[tuple[Any, int], ...], int] | None:
         """The trampoline the callee runs under (made once), and the frames making the
         call when they are not the body's own (see ``_comprehension_frames``)."""
         if self.via is None:
             self.via = _replay.trampoline(*self.where)
-        return _comprehension_frames(sys._getframe(2)) if self.comprehension else None
+        return _comprehension_frames(caller) if self.comprehension and caller else None
 
 
 def _comprehension_frames(frame: Any) -> tuple[tuple[tuple[Any, int], ...], int]:

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections import deque
-from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
+from types import BuiltinFunctionType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
-__all__ = ["ALL", "OWNED", "clear", "disown", "keys_of", "own", "owners"]
+__all__ = ["ALL", "CHECKED_GENERATORS", "OWNED", "clear", "disown", "keys_of", "own", "owners"]
 
 # id -> the unfinished tasks that received that object.  Key 0 (never an object's
 # id) lists the tasks that received more than BUDGET objects: they own everything.
@@ -62,6 +63,10 @@ BOUND = frozenset({MethodType, BuiltinFunctionType, type((1).__add__)})
 _SHALLOW_CALLEES = frozenset(map(id, (len, isinstance, issubclass, id, type, iter, next,
                                       enumerate, zip, range, reversed, list, tuple, dict, set,
                                       frozenset, getattr, hasattr, callable, bool)))
+# The replay codes of the body's generator expressions: they check their own reads
+# (touches, like the body's), and calling one runs none of its code (it makes the
+# generator), so the call reads neither its closure's cells nor its iterator.
+CHECKED_GENERATORS: weakref.WeakSet[CodeType] = weakref.WeakSet()
 ALL = object()  # ``owners`` when the objects reach too far: wait for every owner
 # The builtin iterators a loop advances on every iteration: a call that owns
 # everything does not stop ``for i in range(n)``.  (An iterator handed to a call
@@ -170,7 +175,9 @@ def clear(values: tuple[Any, ...], mode: int) -> bool:
         kind = type(value)
         if kind in never:
             if mode == 2 and kind is FunctionType and value.__closure__:
-                return False
+                # A generator expression that checks its own reads: its iterator is its
+                # only argument, read when it runs.
+                return value.__code__ in CHECKED_GENERATORS
             continue
         if id(value) in owned:
             return False
@@ -195,6 +202,8 @@ def owners(values: tuple[Any, ...], mode: int, inv: Any) -> Any:
     """
     if mode == 2:
         fn, args = values[0], values[1:]
+        if type(fn) is FunctionType and fn.__code__ in CHECKED_GENERATORS:
+            return []
         parts = [fn]
         if type(fn) is functools.partial:
             parts += [fn.func, *fn.args, *fn.keywords.values()]

@@ -30,6 +30,7 @@ from xcs._errors import RewriteError
 from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, Val, simulate
 from xcs._outline import Outlined, outline
 from xcs._outline import comprehension_cells as _comprehension_cells
+from xcs._owners import CHECKED_GENERATORS
 
 # The version module (see _compat); the rewrite stage is only used where it exists.
 ops: Any = _compat.ops
@@ -361,7 +362,10 @@ class Program:
 
     def nested_code(self, unit: _Unit, variant: Variant, hooks: Hooks) -> CodeType:
         """A rewritten nested code object (comprehension or nested function)."""
-        return _assemble(unit.bytecode, self._emit(unit, list(unit.bytecode), variant, hooks, 0))
+        code = _assemble(unit.bytecode, self._emit(unit, list(unit.bytecode), variant, hooks, 0))
+        if unit.kind == "genexpr" and variant.mode == "replay":
+            CHECKED_GENERATORS.add(code)
+        return code
 
     def _emit(self, unit: _Unit, items: list[Any], variant: Variant, hooks: Hooks,
               offset: int) -> list[Any]:
