@@ -137,7 +137,17 @@ def helper(docs):
     return out
 
 
-SHAPES = [attribute_chain, str_method, loads, with_len, unpacking, cache_of_pending, helper]
+def ranked_by_a_key_lambda(docs):
+    # Tree-of-Thoughts: ``values`` is a cell (the key lambda reads it), and no closure
+    # holds it while the loop appends the results
+    values = []
+    for d in docs:
+        values.append(llm(d))
+    return sorted(range(len(docs)), key=lambda i: values[i], reverse=True)
+
+
+SHAPES = [attribute_chain, str_method, loads, with_len, unpacking, cache_of_pending, helper,
+          ranked_by_a_key_lambda]
 DOCS = [f"d{i}" for i in range(N)]
 
 
@@ -482,6 +492,21 @@ def test_explain_lists_where_the_last_replay_waited():
     text = f.explain()
     assert "waits in the last replay:" in text, text
     assert "a branch ('if', 'while', 'and'/'or') tests it (if r.strip():" in text, text
+
+
+def test_explain_lists_a_wait_for_every_call_before_a_change_others_may_see():
+    def logged(history, docs):
+        results = [llm(d) for d in docs]
+        history.append(len(docs))
+        return results  # (the caller's list above: every deferred call finishes first)
+
+    f = jit(logged)
+    warm(f, [], DOCS, sites=1)
+    text = f.explain()
+    line = logged.__code__.co_firstlineno + 2
+    assert (f"line {line}: the body changes what others may see, after every deferred call "
+            "(history.append(len(docs))): waited 1x") in text, text
+    assert "(the last, for llm() at test_continuations.py:" in text, text
 
 
 def test_a_function_of_the_body_that_shares_its_list_runs_in_order():

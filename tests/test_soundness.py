@@ -654,3 +654,70 @@ def test_a_subscript_reads_the_container_not_the_callee_it_holds():
     models[0].expect_overlap(4)
     assert f(docs) == ["m(a)", "m(b)", "m(c)", "m(d)"]
     assert replays(f) >= 2, f.explain()
+
+
+# -- cells that closures read ------------------------------------------------------------
+# A variable a lambda or an inner function reads is a cell.  While no closure holding
+# it is alive it is the frame's own (its results need not be waited for); while one
+# is, that closure must never find a placeholder in it, nor see it change under a
+# deferred call.
+def doubled(d):
+    time.sleep(0.005)
+    return d * 2
+
+
+def seen_by_a_closure_made_before(docs):
+    values = [0]
+    kinds = lambda: [type(v).__name__ for v in values]  # noqa: E731
+    values = []  # the closure sees the new list too
+    for d in docs:
+        values.append(doubled(d))
+    return kinds(), values
+
+
+def seen_by_a_closure_a_closure_made(docs):
+    values = []
+    make = lambda: (lambda: [type(v).__name__ for v in values])  # noqa: E731
+    kinds = make()  # ``make`` is gone; what it made still holds the cell
+    del make
+    for d in docs:
+        values.append(doubled(d))
+    return kinds()
+
+
+def seen_by_a_kept_closure(docs):
+    values = []
+    keep = {"kinds": lambda: [type(v).__name__ for v in values]}
+    for d in docs:
+        values.append(doubled(d))
+    return keep["kinds"]()
+
+
+def rebound_to_a_result(docs):
+    first = doubled(docs[0])
+    kind = lambda: type(first).__name__  # noqa: E731
+    first = doubled(docs[1])  # the closure reads the cell's new content
+    rest = [doubled(d) for d in docs]
+    return kind(), rest
+
+
+def rebuilt_each_round(docs):
+    best = []
+    for _ in range(3):
+        values = []
+        for d in docs:
+            values.append(doubled(d))
+        best.append(max(range(len(docs)), key=lambda i: values[i]))
+    return best
+
+
+@pytest.mark.parametrize("body", [seen_by_a_closure_made_before, seen_by_a_closure_a_closure_made,
+                                  seen_by_a_kept_closure, rebound_to_a_result, rebuilt_each_round],
+                         ids=lambda f: f.__name__)
+def test_a_closure_never_sees_a_placeholder_in_a_cell_it_reads(body):
+    docs = [3, 1, 2, 5]
+    expected = body(docs)
+    f = jit(body)
+    for _ in range(4):
+        assert f(docs) == expected
+    assert replays(f) >= 1, f.explain()

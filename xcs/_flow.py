@@ -23,7 +23,7 @@ from types import CodeType
 from typing import Any
 
 from bytecode import Bytecode, Instr, Label
-from bytecode.instr import TryBegin, TryEnd
+from bytecode.instr import CellVar, TryBegin, TryEnd
 
 from xcs._errors import RewriteError
 
@@ -47,6 +47,9 @@ IMMUTABLE = NOTLIST | NOTDICT | OTHER
 
 APPEND = "append"  # ``what`` of the bound ``append`` of a fresh list
 _DEREF = frozenset({"LOAD_DEREF", "STORE_DEREF", "DELETE_DEREF"})
+# Instructions (besides calls and in-place operators) that change an operand.
+_CHANGES = frozenset({"STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE", "STORE_ATTR",
+                      "DELETE_ATTR"})
 # Methods that change the builtin container they are called on.
 MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
                       "update", "setdefault", "popitem", "add", "discard", "appendleft",
@@ -221,8 +224,12 @@ class Flow:
     with_starts: dict[int, int] = field(default_factory=dict)  # with-enter -> its expression's start
     in_place_outside: set[int] = field(default_factory=set)  # x += y where x may be outside state
     mutators: set[int] = field(default_factory=set)  # x.append(...) etc. where x may be outside
-    # 3.11: before a comprehension's call, the cells it reads that may hold placeholders
+    # Before a 3.11 comprehension's call, or before a closure is built over a closure
+    # cell: the cells whose content may hold placeholders (resolved in place)
     resolve_cells: dict[int, list[str]] = field(default_factory=dict)
+    # Closure cells an instruction may change or put a placeholder in: the replay
+    # checks there whether a closure holding the cell is alive (see closure_cells)
+    cell_changes: dict[int, list[str]] = field(default_factory=dict)
     # index -> depths of the operands it reads that may be objects a deferred call
     # received: the replay checks them against the objects deferred calls own
     touches: dict[int, list[int]] = field(default_factory=dict)
@@ -236,7 +243,8 @@ def callee_name(val: Val) -> str | None:
 def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
              returns_to_caller: bool = False,
              comprehension: Any = None, lazy: frozenset[int] = frozenset(),
-             cells: frozenset[str] = frozenset()) -> Flow:
+             cells: frozenset[str] = frozenset(),
+             closure_cells: frozenset[str] = frozenset()) -> Flow:
     """Run the dataflow to a fixed point and record its findings.
 
     Args:
@@ -252,8 +260,12 @@ def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
         cells: cell variables that only comprehensions read (3.11): tracked like
             fast locals, and resolved just before a comprehension that reads
             them is called.
+        closure_cells: cells that closures only read (``_outline.closure_cells``):
+            tracked like fast locals; resolved before a closure is built over one,
+            after which what it holds counts as seen by others.
     """
-    sim = _Simulation(cfg, ops, deferred, returns_to_caller, comprehension, lazy, cells)
+    sim = _Simulation(cfg, ops, deferred, returns_to_caller, comprehension, lazy, cells,
+                      closure_cells)
     sim.run()
     return sim.flow
 
@@ -261,9 +273,11 @@ def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
 class _Simulation:
     def __init__(self, cfg: Cfg, ops: Any, deferred: frozenset[int],
                  returns_to_caller: bool, comprehension: Any, lazy: frozenset[int],
-                 cells: frozenset[str]) -> None:
+                 cells: frozenset[str], closure_cells: frozenset[str]) -> None:
         self.cfg = cfg
         self.cells = cells
+        self.closure_cells = closure_cells
+        self.local_cells = cells | closure_cells
         self.ops = ops
         self.deferred = deferred
         self.lazy = lazy
@@ -321,6 +335,10 @@ class _Simulation:
             self.flow.resolves[i] = sorted(set(step.resolve), reverse=True)
         if self.recording and step.touch:
             self.flow.touches[i] = sorted(set(step.touch), reverse=True)
+        if self.recording and self.closure_cells and step.changes and step.may_change():
+            changed = sorted(self.closure_cells & step.changes)
+            if changed:
+                self.flow.cell_changes[i] = changed
         return out
 
 
@@ -336,6 +354,7 @@ class _Step:
         self.locs = dict(state.locs)
         self.depth0 = len(self.stack)
         self.resolve: list[int] = []
+        self.changes: set[str] = set()  # locals of the operands it takes, cells it stores
         self.touch: list[int] = []  # depths of operands this instruction reads
         self.touching = self.instr.name not in sim.ops.READS_NOTHING
         self.pushed: list[Val] = []
@@ -349,6 +368,12 @@ class _Step:
             sim.flow.in_place_outside.add(i)
         self._transfer()
 
+    def may_change(self) -> bool:
+        """Can this instruction change what one of its operands holds, or a cell?"""
+        instr, ops = self.instr, self.sim.ops
+        return (instr.name in _CHANGES or instr.name in ("STORE_DEREF", "DELETE_DEREF")
+                or ops.call_roles(instr) is not None or ops.in_place(instr))
+
     # -- helpers -----------------------------------------------------------
     def _take(self, n: int) -> list[Val]:
         if n > len(self.stack):
@@ -358,6 +383,9 @@ class _Step:
         items = self.stack[-n:]
         del self.stack[-n:]
         self.origin = min(self.origin, min(v.origin for v in items))
+        if self.sim.closure_cells:
+            for v in items:
+                self.changes |= v.aliases
         return items
 
     def _depth_of(self, pos: int) -> int:
@@ -410,11 +438,15 @@ class _Step:
         if roles is not None:
             self._call(roles)
             return
-        if name in _DEREF and self.sim.cells:
+        if name in _DEREF and self.sim.local_cells:
             cell = getattr(self.arg, "name", self.arg)
-            if cell in self.sim.cells:
+            if cell in self.sim.local_cells:
                 self._cell(name, cell)
                 return
+        if (name in ops.CELL_LOADS and type(self.arg) is CellVar
+                and self.arg.name in self.sim.closure_cells):
+            self._expose(self.arg.name)
+            return
         loads = ops.local_loads(instr)
         stores = ops.local_stores(instr)
         if stores is not None:
@@ -622,7 +654,9 @@ class _Step:
 
     # -- locals --------------------------------------------------------------
     def _cell(self, name: str, cell: str) -> None:
-        """A cell that only comprehensions read, used by this code: like a fast local."""
+        """A cell that only comprehensions read, or a closure cell: like a fast local."""
+        if name != "LOAD_DEREF":
+            self.changes.add(cell)
         if name == "LOAD_DEREF":
             self._done([Val(self.locs.get(cell, PLAIN), aliases=frozenset({cell}))])
         elif name == "STORE_DEREF":
@@ -631,6 +665,16 @@ class _Step:
         else:  # DELETE_DEREF
             self.locs[cell] = PLAIN
             self._done([])
+
+    def _expose(self, cell: str) -> None:
+        """A closure cell loaded as a cell, to build a closure: from now on others may
+        read what it holds, so it must hold no placeholder (resolved first) and it
+        counts as seen by others."""
+        bits = self.locs.get(cell, PLAIN)
+        if bits & TAINT and self.sim.recording:
+            self.sim.flow.resolve_cells.setdefault(self.i, []).append(cell)
+        self.locs[cell] = (bits & ~(TAINT | TLCT | ITEMS)) | ESC
+        self._done([Val()])
 
     def _enter_closure(self, code: CodeType | None) -> None:
         """A call that may run a comprehension reading cells: resolve those first.

@@ -468,7 +468,7 @@ class _OpHook:
             # ``xs += ys`` on a value the caller may see (the trial saw only immutable
             # ones): as the guard does, wait for every deferred call, then change it now.
             if replay:
-                inv.barrier()
+                inv.wait_all()
             return self.fn(*map(_replay.resolve, operands))
         if any(type(v) is Pending or (type(v) is tuple and _replay._holds(v))
                for v in operands):
@@ -559,7 +559,7 @@ class _Hooks:
     def barrier(self, _: Any) -> None:
         inv = self.tls.cur
         if type(inv) is Invocation:
-            inv.barrier()
+            inv.wait_all()
 
     def settle(self, _: Any) -> None:
         inv = self.tls.cur
@@ -573,7 +573,7 @@ class _Hooks:
         if not pure_value(target):  # anything but an immutable builtin may change in place
             inv = self.tls.cur
             if type(inv) is Invocation:
-                inv.barrier()
+                inv.wait_all()
 
     def finish(self, value: Any) -> Any:
         cur = self.tls.cur
@@ -983,9 +983,13 @@ def _waits(timeline: Timeline | None, where: dict[int, str], most: int = 8) -> l
     lines = ["  waits in the last replay:"]
     ranked = sorted(total.items(), key=lambda item: -sum(item[1]))
     for (why, name, site), times in ranked[:most]:
+        at = where.get(site, f"site {site}")
+        if _replay.WAITS_FOR_ALL in why:
+            lines.append(f"    {why}: waited {len(times)}x, {sum(times) * 1e3:.1f} ms"
+                         f" (the last, for {name}() at {at})")
+            continue
         lines.append(f"    {why or 'the body'} needs the result of {name}() at "
-                     f"{where.get(site, f'site {site}')}: waited {len(times)}x, "
-                     f"{sum(times) * 1e3:.1f} ms")
+                     f"{at}: waited {len(times)}x, {sum(times) * 1e3:.1f} ms")
     return lines
 
 

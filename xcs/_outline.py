@@ -38,6 +38,7 @@ import builtins
 import copy
 import dis
 import inspect
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import CodeType, FunctionType
@@ -51,7 +52,7 @@ from xcs._codes import HELPERS, fold_caught
 
 ops: Any = _compat.ops
 
-__all__ = ["Outline", "Outlined", "comprehension_cells", "outline"]
+__all__ = ["Outline", "Outlined", "closure_cells", "comprehension_cells", "outline"]
 
 # Calls that must stay in the body's thread, in order: a try that makes one directly
 # stays as written (a deferred helper would make it on a worker).
@@ -673,4 +674,43 @@ def comprehension_cells(code: CodeType) -> frozenset[str]:
                 visit(const)
 
     visit(code)
+    return frozenset(cells)
+
+
+def closure_cells(code: CodeType) -> frozenset[str]:
+    """The cells of ``code`` that its closures (lambdas, inner functions, generator
+    expressions) read and never rebind, and that ``code`` itself only reads,
+    rebinds and loads as a cell to build a closure.
+
+    While no closure holding such a cell is alive, nobody but the frame can see
+    what it holds: the flow tracks it like a fast local (``values.append(r)``
+    need not wait for ``r`` just because a later ``sorted(key=lambda i:
+    values[i])`` reads ``values``).  The replay keeps it sound at run time: what
+    it holds is resolved before a closure is built over it (what it held is then
+    seen by others), and after each instruction that may put a placeholder in
+    it, if a closure holding the cell is alive (``_rewrite``'s exposure check).
+    """
+    if not code.co_cellvars or not getattr(sys, "_is_gil_enabled", lambda: True)():
+        return frozenset()  # (a free-threaded build counts references differently)
+    cells = set(code.co_cellvars) - comprehension_cells(code)
+
+    def visit(parent: CodeType, main: bool) -> None:
+        for instr in Bytecode.from_code(parent):
+            if not isinstance(instr, Instr):
+                continue
+            arg = instr.arg
+            names = [getattr(a, "name", a) for a in (arg if isinstance(arg, tuple) else (arg,))]
+            if main and isinstance(arg, CellVar):
+                if instr.name not in ("LOAD_DEREF", "STORE_DEREF", "DELETE_DEREF", "MAKE_CELL",
+                                      *ops.CELL_LOADS):
+                    cells.discard(arg.name)  # a cell moved around (a 3.12 inlined comprehension)
+            elif main and isinstance(arg, tuple) and any(isinstance(a, CellVar) for a in arg):
+                cells.difference_update(names)  # a superinstruction on a cell: keep it simple
+            elif not main and instr.name in ("STORE_DEREF", "DELETE_DEREF"):
+                cells.difference_update(names)  # a closure rebinds it
+        for const in parent.co_consts:
+            if isinstance(const, CodeType):
+                visit(const, False)
+
+    visit(code, True)
     return frozenset(cells)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextvars
 import functools
+import linecache
 import operator
 import os
 import sys
@@ -454,6 +455,18 @@ class Invocation:
                 raise task.error if task.error is not None else _Skipped()
             self.checked += 1
 
+    def wait_all(self) -> None:
+        """A barrier in the body's code: before it changes what others may see (a list
+        the caller passed, a global, a cell a closure holds).  As ``barrier``; a wait
+        is recorded, for explain, with the line that asked for it."""
+        unfinished = [t for t in self.tasks[self.checked:] if t.state not in _FINISHED]
+        if not unfinished:
+            self.barrier()
+            return
+        start = _clock()
+        self.barrier()
+        self.waits.append((start, _clock(), unfinished[-1], _where_changed()))
+
     def wait(self, task: Task) -> None:
         """Wait until ``task`` is finished, running it here if no worker has taken it.
 
@@ -768,6 +781,20 @@ def _where_needed() -> str:
         return where_used(frame)
     except Exception:  # only for explain
         return ""
+
+
+def _where_changed() -> str:
+    """``line 42: the body changes what others may see (...)``, for explain."""
+    frame: Any = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_HERE):
+        frame = frame.f_back
+    if frame is None:
+        return ""
+    source = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    return (f"line {frame.f_lineno}: {WAITS_FOR_ALL}" + (f" ({source})" if source else ""))
+
+
+WAITS_FOR_ALL = "the body changes what others may see, after every deferred call"
 
 
 def resolve(value: Any) -> Any:

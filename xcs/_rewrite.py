@@ -17,6 +17,8 @@ them.  Everything version-specific comes from ``xcs._compat.ops``.
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import CodeType, FunctionType
@@ -29,6 +31,7 @@ from xcs import _compat
 from xcs._errors import RewriteError
 from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, Val, simulate
 from xcs._outline import Outlined, outline
+from xcs._outline import closure_cells as _closure_cells
 from xcs._outline import comprehension_cells as _comprehension_cells
 from xcs._owners import CHECKED_GENERATORS
 
@@ -161,6 +164,7 @@ class _Unit:
     op_ids: dict[int, int] = field(default_factory=dict)  # operator index -> op site id
     children: dict[int, _Unit] = field(default_factory=dict)  # LOAD_CONST index -> unit
     cells: frozenset[str] = frozenset()  # cells only comprehensions read (3.11)
+    closure_cells: frozenset[str] = frozenset()  # cells closures only read (_outline)
 
 
 def _load(code: CodeType) -> Bytecode:
@@ -210,8 +214,10 @@ class Program:
         bc = _load(code)
         cfg = Cfg(bc, ops)
         cells = _comprehension_cells(code) if kind == "main" else frozenset()
-        flow = simulate(cfg, ops, returns_to_caller=kind in _RUN_IN_PLACE, cells=cells)
-        unit = _Unit(code, kind, bc, cfg, flow, cells=cells)
+        closure = _closure_cells(code) if kind == "main" else frozenset()
+        flow = simulate(cfg, ops, returns_to_caller=kind in _RUN_IN_PLACE, cells=cells,
+                        closure_cells=closure)
+        unit = _Unit(code, kind, bc, cfg, flow, cells=cells, closure_cells=closure)
         for index in sorted(flow.calls):
             call = flow.calls[index]
             instr = cfg.instrs[index]
@@ -228,7 +234,8 @@ class Program:
             lazy: frozenset[int] = frozenset()
             while True:  # an operator's placeholder result may reach another operator
                 reach = simulate(cfg, ops, deferred, returns_to_caller=kind in _RUN_IN_PLACE,
-                                 comprehension=_may_hold_placeholders, lazy=lazy, cells=cells)
+                                 comprehension=_may_hold_placeholders, lazy=lazy, cells=cells,
+                                 closure_cells=closure)
                 found = frozenset(i for i in reach.lazy_ops
                                   if not (protected or cfg.protected[i]))
                 if found <= lazy:
@@ -384,7 +391,8 @@ class Program:
             flow = simulate(unit.cfg, ops, deferred_calls,
                             returns_to_caller=unit.kind in _RUN_IN_PLACE,
                             comprehension=self._comprehension_result(unit, variant, hooks),
-                            lazy=lazy_ops, cells=unit.cells)
+                            lazy=lazy_ops, cells=unit.cells,
+                            closure_cells=unit.closure_cells)
         probed_ops = {i: n for i, n in flow.lazy_ops.items() if i in unit.op_ids and trace}
         lazy_here = {i: n for i, n in flow.lazy_ops.items() if i in lazy_ops and not trace}
         children: dict[int, CodeType] = {}
@@ -425,9 +433,11 @@ class Program:
         for index, cells in flow.resolve_cells.items():
             loc = cfg.instrs[index].location
             for cell in cells:  # the cell object itself: it may be empty on this path
-                at(index).extend([Instr("LOAD_CLOSURE", CellVar(cell), location=loc),
+                at(index).extend([Instr(ops.CELL_LOAD, CellVar(cell), location=loc),
                                   *ops.apply(_CellHook(hook_resolve), loc),
                                   Instr("POP_TOP", location=loc)])
+        if unit.closure_cells and not trace and variant.deferred:
+            self._exposures(unit, flow, hooks, at, after)
         # A method-form opener on a result (``r.strip()``) is an attribute load and the
         # NULL slot: its result is the load's, before the slot is pushed.
         methods = {i for i in lazy_here if ops.opener(cfg.instrs[i]) is not None}
@@ -470,8 +480,9 @@ class Program:
                     # must not truncate a file when a call deferred before it failed.
                     start = flow.with_starts.get(index, index)
                     at(start).extend(_barrier(hooks.barrier, instr.location))
-                elif instr.name in SIDE_EFFECTS and _cell_name(instr) in unit.cells:
-                    pass  # a cell only comprehensions read: a local of this frame
+                elif instr.name in SIDE_EFFECTS and (_cell_name(instr) in unit.cells
+                                                     or _cell_name(instr) in unit.closure_cells):
+                    pass  # a local of this frame (a closure cell: checked at run time)
                 elif instr.name in SIDE_EFFECTS or index in flow.stores_outside:
                     at(index).extend(_barrier(hooks.barrier, instr.location))
                 elif index in flow.mutators:
@@ -525,6 +536,26 @@ class Program:
             else:
                 out.append(item)
         return out
+
+    def _exposures(self, unit: _Unit, flow: Flow, hooks: Hooks,
+                   at: Callable[[int], list[Any]], after: dict[int, list[Any]]) -> None:
+        """Keep closure cells sound while a closure holding one is alive (see
+        ``closure_cells``): around each instruction that may change a closure cell
+        or what it holds, if a closure holds the cell now, the body waits for every
+        deferred call first (as for outside state) and resolves what the cell holds
+        afterwards (a closure must never see a placeholder)."""
+        cfg = unit.cfg
+        before_hook = _Exposure(False, hooks.barrier, hooks.resolve)
+        after_hook = _Exposure(True, hooks.barrier, hooks.resolve)
+        for index, cells in flow.cell_changes.items():
+            loc = cfg.instrs[index].location
+            for cell in cells:
+                boxed = [Instr(ops.CELL_LOAD, CellVar(cell), location=loc),
+                         Instr("BUILD_TUPLE", 1, location=loc)]
+                at(index).extend([*boxed, *ops.apply(before_hook, loc),
+                                  Instr("POP_TOP", location=loc)])
+                after.setdefault(index, []).extend(
+                    [*boxed, *ops.apply(after_hook, loc), Instr("POP_TOP", location=loc)])
 
     def _touches(self, unit: _Unit, flow: Flow, deferred_calls: frozenset[int],
                  lazy_here: dict[int, int], hooks: Hooks, at: Callable[[int], list[Any]]) -> None:
@@ -727,6 +758,58 @@ class _CellHook:
 
     def __repr__(self) -> str:
         return f"<cell {self.hook!r}>"
+
+
+def _references(box: tuple[Any]) -> int:
+    """The references to the cell in ``box``: its owner's, the box's, and this call's."""
+    cell = box[0]
+    return sys.getrefcount(cell)
+
+
+def _unshared() -> int:
+    cell = types.CellType()  # held by a local here, as a frame holds its cell
+    return _references((cell,))
+
+
+class _Exposure:
+    """The run-time check of a closure cell (``Program._exposures``).
+
+    The body hands the cell in a 1-tuple (which took the stack's reference):
+    the cell is then referenced by its frame, the tuple, and the closures that
+    hold it.  More references than a cell only a frame holds (``_UNSHARED``,
+    counted the same way) means that a closure holding it is alive; then the
+    check before the instruction waits for every deferred call, the one after
+    resolves what the cell holds, in place.
+    """
+
+    __slots__ = ("after", "barrier", "resolve")
+
+    def __init__(self, after: bool, barrier: Callable[[Any], Any],
+                 resolve: Callable[[Any], Any]) -> None:
+        self.after = after
+        self.barrier = barrier
+        self.resolve = resolve
+
+    def __call__(self, box: tuple[Any]) -> None:
+        if _references(box) <= _UNSHARED:
+            return
+        if not self.after:
+            self.barrier(None)
+            return
+        cell = box[0]
+        try:
+            value = cell.cell_contents
+        except ValueError:  # empty
+            return
+        new = self.resolve(value)
+        if new is not value:
+            cell.cell_contents = new
+
+    def __repr__(self) -> str:
+        return f"<exposure {'after' if self.after else 'before'}>"
+
+
+_UNSHARED = _unshared()
 
 
 def _may_hold_placeholders(code: CodeType) -> Val:

@@ -26,6 +26,9 @@ SLOT_BELOW_CALLABLE = True
 # Loads a local that may be unbound (raising UnboundLocalError, never pushing NULL).
 CHECKED_LOAD_FAST = "LOAD_FAST"
 CODE_AFTER_END_FOR = False  # (3.11 has no END_FOR)
+# Pushes a cell object itself (to build a closure), and the instructions that do.
+CELL_LOAD = "LOAD_CLOSURE"
+CELL_LOADS = frozenset({"LOAD_CLOSURE"})
 
 # Instructions glued to the CALL that follows them: nothing may be inserted
 # between them and the CALL (KW_NAMES sets a register that the next CALL reads).

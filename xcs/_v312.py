@@ -16,6 +16,8 @@ from bytecode import Instr, Label
 
 from xcs import _v311
 from xcs._v311 import (  # noqa: F401  (re-exported: unchanged since 3.11)
+    CELL_LOAD,
+    CELL_LOADS,
     EFFECT_FIX,
     IMMUTABLE_RESULT,
     READS_DEEP,

@@ -39,6 +39,9 @@ from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
 VERSION = (3, 13)
 SLOT_BELOW_CALLABLE = False
 CODE_AFTER_END_FOR = False  # END_FOR, POP_TOP: FOR_ITER skips both
+# LOAD_CLOSURE is a pseudo-instruction now: LOAD_FAST of a cell pushes the cell.
+CELL_LOAD = "LOAD_FAST"
+CELL_LOADS = frozenset({"LOAD_FAST"})
 CALL_PREFIX: frozenset[str] = frozenset()
 COMPREHENSIONS: frozenset[str] = frozenset()
 EFFECT_FIX: dict[str, int] = {}

@@ -10,6 +10,8 @@ from __future__ import annotations
 from xcs import _v314
 from xcs._v314 import (  # noqa: F401  (re-exported: unchanged since 3.14)
     CALL_PREFIX,
+    CELL_LOAD,
+    CELL_LOADS,
     CHECKED_LOAD_FAST,
     CODE_AFTER_END_FOR,
     COMPREHENSIONS,
