@@ -469,6 +469,8 @@ def test_explain_says_which_line_needed_a_result_and_how_to_overlap_it():
             r = llm(d)
             if r is not None:  # a branch on each result: nothing can overlap
                 out.append(r)
+            else:  # (an if that only filters into the list would run as a continuation)
+                out.append("")
         return out
 
     f = jit(refs)
@@ -485,6 +487,8 @@ def test_explain_lists_where_the_last_replay_waited():
         for r in results:
             if r.strip():  # the branch needs each result
                 kept.append(r)
+            else:
+                kept.append(None)
         return kept
 
     f = jit(collect)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import weakref
 from types import CodeType, TracebackType
 
-__all__ = ["HELPERS", "fold_caught", "fold_helper"]
+__all__ = ["HELPERS", "WRITERS", "fold_caught", "fold_helper"]
 
 HELPERS: weakref.WeakSet[CodeType] = weakref.WeakSet()
+# Helpers that change a list they receive (an outlined ``if`` that filters into one,
+# ``_filters``): a deferred call receiving that list starts after them.
+WRITERS: weakref.WeakSet[CodeType] = weakref.WeakSet()
 
 
 def fold_helper(tb: TracebackType | None) -> TracebackType | None:

@@ -88,20 +88,26 @@ class Outlined:
 
 
 def outline(fn: FunctionType) -> Outlined:
-    """The code of ``fn`` with every qualifying ``try`` replaced by a helper call."""
+    """The code of ``fn`` with every qualifying ``try`` (and filtering ``if``, see
+    ``_filters``) replaced by a helper call."""
     code = fn.__code__
+    if ops is None:
+        return Outlined(None, (), ())
     bc = Bytecode.from_code(code, conserve_exception_block_stackdepth=True)
-    if ops is None or not any(isinstance(x, TryBegin) for x in bc):
+    tries = any(isinstance(x, TryBegin) for x in bc)
+    if not tries and "append" not in code.co_names:
         return Outlined(None, (), ())
     tree = _function_tree(fn)
     if tree is None:
         return Outlined(None, (), ())
     if not _same_function(fn, tree):
+        if not tries:
+            return Outlined(None, (), ())
         return Outlined(None, (), ("its try statements run as written: the source found "
                                    "for it does not match its code",))
     done: list[Outline] = []
     notes: list[str] = []
-    for node, path in _tries(tree):
+    for node, path in _tries(tree) if tries else ():
         why = "it is inside another try or a with" if path is None else _shape(
             fn, tree, node, path)
         if isinstance(why, str):
@@ -122,6 +128,11 @@ def outline(fn: FunctionType) -> Outlined:
             notes.append(f"the try at line {node.lineno} runs as written: {exc}")
             continue
         done.append(Outline(node.lineno, helper, params))
+    from xcs._filters import filters  # (it builds on this module's rules)
+
+    kept, filter_notes = filters(fn, tree, bc)
+    done += [Outline(f.line, f.helper, f.params) for f in kept]
+    notes += filter_notes
     if not done:
         return Outlined(None, (), tuple(notes))
     return Outlined(bc.to_code(compute_exception_stack_depths=False), tuple(done), tuple(notes))
@@ -466,6 +477,10 @@ def _helper(fn: FunctionType, node: ast.Try, expr: ast.expr,
 def _direct_calls(node: ast.Try, expr: ast.expr) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The statement's calls of a name or of an attribute chain on a name."""
     values = [expr] + [v[2] for h in node.handlers if (v := _sink(h.body[0])) is not None]
+    return _direct_calls_of(values)
+
+
+def _direct_calls_of(values: list[Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     out = []
     for value in values:
         for n in ast.walk(value):

@@ -39,7 +39,7 @@ from types import BuiltinFunctionType, CodeType, FrameType, MethodType, Tracebac
 from typing import Any, NamedTuple
 
 from xcs import _owners
-from xcs._codes import HELPERS
+from xcs._codes import HELPERS, WRITERS
 from xcs._executors import Throttle, picklable, remote
 from xcs._trace import pure_value, stays_here, where_used
 
@@ -267,6 +267,7 @@ class Invocation:
         self.failed = sys.maxsize  # program-order position of the first call that failed
         self.drained: set[FrameType] = set()  # generator expressions a builtin is draining
         self.ordered: Task | None = None  # the latest continuation that runs Python code
+        self.writers: set[Task] = set()  # continuations that change a list they receive
         _live.add(self)
 
     # -- the body's side -----------------------------------------------------
@@ -295,9 +296,22 @@ class Invocation:
         deps = _pending_in(args, kwargs, scan)
         if type(fn) is Pending:  # ``r.strip`` of a result: called when it exists
             deps.append(fn.task)
+        if self.writers and _owners.OWNED:
+            deps += self._after_writers((fn, *args, *kwargs.values()), deps)
         if self.claimable:
             task.ctx = contextvars.copy_context()
         return self._enqueue(task, deps)
+
+    def _after_writers(self, values: tuple[Any, ...], deps: list[Task]) -> list[Task]:
+        """The unfinished continuations that fill a list this call receives (an
+        outlined filter, ``_filters``): the call starts after them, as in plain."""
+        self.writers = {t for t in self.writers if t.state not in _FINISHED}
+        if not self.writers:
+            return []
+        found = _owners.owners(values, 2, self)
+        if found is _owners.ALL:
+            found = list(self.writers)
+        return [t for t in found if t in self.writers and t not in deps]
 
     def continuation(self, site: int, line: int, fn: Any, args: tuple[Any, ...],
                      kwargs: dict[str, Any], scan: bool, via: Any,
@@ -329,6 +343,8 @@ class Invocation:
         task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
         if python:
             self.ordered = task
+            if getattr(fn, "__code__", None) in WRITERS:
+                self.writers.add(task)
         task.inline = ANYWHERE
         task.via = via
         task.frame = frames

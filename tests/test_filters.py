@@ -1,0 +1,198 @@
+"""An ``if`` that only filters results into a list the body builds (Mixture-of-Agents'
+reference loop) runs as one continuation per item: the calls of the loop overlap,
+the list gets what plain gives it, in plain's order, and whoever reads the list
+(the body, a deferred call) sees it whole.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+import pytest
+
+from xcs import jit
+
+from .test_contract import outcome, replays, warm
+
+N = 8
+DOCS = [f"d{i}" for i in range(N)]
+
+
+class Gate:
+    """With ``open()``, every call waits until N calls run at once."""
+
+    def __init__(self) -> None:
+        self.barrier: threading.Barrier | None = None
+
+    def wait(self) -> None:
+        if self.barrier is not None:
+            self.barrier.wait()
+        else:
+            time.sleep(0.003)
+
+
+gate = Gate()
+
+
+@pytest.fixture(autouse=True)
+def closed_gate():
+    gate.barrier = None
+    yield
+    gate.barrier = None
+
+
+def propose(d):
+    gate.wait()
+    n = int(d[1:])
+    time.sleep(0.001 * (N - n) if gate.barrier is None else 0)  # later items finish first
+    return None if n % 3 == 0 else f"  answer {d}  "
+
+
+def kept_if_not_none(docs):
+    refs = []
+    for d in docs:
+        r = propose(d)
+        if r is not None:
+            refs.append(r)
+    return refs, len(refs)
+
+
+def kept_if_truthy_stripped(docs):
+    refs = []
+    for d in docs:
+        r = propose(d)
+        if r:
+            refs.append(r.strip())
+    return refs
+
+
+def kept_by_a_comparison(docs):
+    refs = []
+    for d in docs:
+        r = propose(d)
+        if len(str(r)) > 4:  # str(None) is "None"
+            refs.append(r.upper())
+    return "|".join(refs)
+
+
+def kept_unless_declined(docs):
+    refs = []
+    for d in docs:
+        r = propose(d)
+        if not r is None:  # noqa: E714  (as people write it)
+            refs.append(r.strip())
+    return refs
+
+
+FILTERS = [kept_if_not_none, kept_if_truthy_stripped, kept_by_a_comparison,
+           kept_unless_declined]
+
+
+@pytest.mark.parametrize("body", FILTERS, ids=lambda f: f.__name__)
+def test_the_calls_of_a_filtering_loop_overlap(body):
+    expected = body(DOCS)
+    f = jit(body)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    gate.barrier = threading.Barrier(N, timeout=10)  # broken if a call waits for another
+    try:
+        got = f(DOCS)
+    finally:
+        gate.barrier = None
+    assert replays(f) == before + 1, f.explain()
+    assert got == expected
+
+
+def aggregate(q, refs):
+    time.sleep(0.005)  # the filters would still be appending, if it did not wait
+    return q + ":" + "|".join(refs)
+
+
+def handed_to_a_deferred_call(docs):
+    refs = []
+    for d in docs:
+        r = propose(d)
+        if r is not None:
+            refs.append(r.strip())
+    brief = aggregate("brief", refs)  # deferred: it starts after the filters
+    more = [propose(d) for d in docs]
+    return brief, more
+
+
+def appended_by_the_body_after(docs):
+    refs = []
+    for d in docs:
+        r = propose(d)
+        if r is not None:
+            refs.append(r)
+    refs.append("last")  # after every filter, as in plain
+    return refs
+
+
+@pytest.mark.parametrize("body", [handed_to_a_deferred_call, appended_by_the_body_after],
+                         ids=lambda f: f.__name__)
+def test_who_receives_the_list_sees_it_whole(body):
+    expected = body(DOCS)
+    f = jit(body)
+    warm(f, DOCS, sites=1)
+    for _ in range(3):
+        assert f(DOCS) == expected
+    assert replays(f) >= 3
+
+
+class Reply:
+    def __init__(self, d):
+        self.d = d
+
+
+def reply(d):
+    time.sleep(0.003)
+    return Reply(d)
+
+
+def test_a_failing_test_raises_what_plain_raises_where_it_raises():
+    def body(docs):
+        refs = []
+        for d in docs:
+            r = reply(d)
+            if r.d.index("5") >= 0:  # ValueError for every item but d5
+                refs.append(r.d)
+        return refs
+
+    f = jit(body)
+    warm(f, ["d5"] * 4, sites=1)
+    before = replays(f)
+    (_, exc), (_, expected) = outcome(f, ["d5", "d1", "d5"]), outcome(body, ["d5", "d1", "d5"])
+    assert replays(f) == before + 1, f.explain()
+    assert type(exc) is type(expected) is ValueError and str(exc) == str(expected)
+    frames = traceback.extract_tb(exc.__traceback__)
+    plain_frames = traceback.extract_tb(expected.__traceback__)
+    assert [(fr.name, fr.lineno) for fr in frames[-2:]] == [
+        (fr.name, fr.lineno) for fr in plain_frames[-2:]], (frames, plain_frames)
+
+
+def test_explain_says_why_a_filter_runs_as_written():
+    def into_the_callers_list(out, docs):
+        for d in docs:
+            r = propose(d)
+            if r is not None:
+                out.append(r)
+        return out
+
+    f = jit(into_the_callers_list)
+    warm(f, [], DOCS)
+    line = into_the_callers_list.__code__.co_firstlineno + 3
+    assert (f"note: the if at line {line} runs as written: 'out' is not a list the "
+            "function builds") in f.explain(), f.explain()
+
+
+def test_the_trial_and_the_replays_call_the_filter_in_the_statements_place():
+    f = jit(kept_if_not_none)
+    assert f(DOCS) == kept_if_not_none(DOCS)  # the trial
+    warm(f, DOCS, sites=1)
+    assert f(DOCS) == kept_if_not_none(DOCS)
+    line = kept_if_not_none.__code__.co_firstlineno + 4
+    assert f"continue (when their inputs arrive): test_filters.py:{line}" in f.explain(), (
+        f.explain())

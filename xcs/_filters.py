@@ -1,0 +1,274 @@
+"""Outlining an ``if`` that only filters into a list the function builds.
+
+Mixture-of-Agents' reference loop keeps what its proposers return, unless they
+declined::
+
+    for m in proposers:
+        r = propose(m, question)
+        if r is not None:          # a branch on each result: the body would wait
+            refs.append(r)
+
+The statement reads values and appends one of them, or nothing, to a list the
+function built; nothing else sees what it does.  So xcs writes the helper a user
+would write (named like the function, in its file, at the statement's lines)::
+
+    def <f>(r, refs):
+        if r is not None:
+            refs.append(r)
+
+and the trace and replay bodies call it in the statement's place (the plain body
+keeps the statement).  That call is an ordinary fast call on a result: a replay
+makes it a continuation, which runs when ``r`` arrives, in program order with the
+other continuations that run Python code, and owns ``refs`` meanwhile: the body
+waits for it before it reads ``refs`` (``len(refs)``, a loop over it), and a
+deferred call that receives ``refs`` starts after it (``_replay``).
+
+What qualifies: no ``elif``/``else``; one statement ``lst.append(EXPR)`` where
+``lst`` is only ever bound to a list display; a test and a value without jumps
+(one comparison at most: ``r is not None``, ``r``, ``len(r) > 3``), nested scopes,
+suspension points or calls that must stay in the body; not inside a ``try`` or a
+``with``; every local it reads bound on every path to it; no closure variable.
+The source must match the code, as for an outlined ``try`` (``_outline``).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import copy
+from collections.abc import Iterator
+from types import CodeType, FunctionType
+from typing import Any
+
+from bytecode import Bytecode, Instr, Label
+from bytecode.instr import InstrLocation, TryBegin, TryEnd
+
+from xcs import _compat
+from xcs import _outline as o  # the source rules and the splice's pieces
+from xcs._codes import HELPERS, WRITERS
+
+ops: Any = _compat.ops
+
+__all__ = ["Filter", "filters"]
+
+_Params = tuple[tuple[str, str], ...]
+
+
+class Filter:
+    """One outlined ``if``: its line and the helper called in its place."""
+
+    __slots__ = ("helper", "line", "params")
+
+    def __init__(self, line: int, helper: FunctionType, params: _Params) -> None:
+        self.line = line
+        self.helper = helper
+        self.params = params
+
+
+def filters(fn: FunctionType, tree: ast.FunctionDef, bc: Bytecode,
+            ) -> tuple[list[Filter], list[str]]:
+    """Outline each qualifying ``if`` of ``fn`` in ``bc`` (in place); also return why
+    an ``if`` shaped like a filter stays as written."""
+    done: list[Filter] = []
+    notes: list[str] = []
+    code = fn.__code__
+    for node, path in _ifs(tree):
+        sink = _filter_sink(node)
+        if sink is None:
+            continue  # not a filter: no note
+        target, test, expr = sink
+        why = _shape(fn, tree, node, path, target, test, expr)
+        if isinstance(why, str):
+            notes.append(f"the if at line {node.lineno} runs as written: {why}")
+            continue
+        try:
+            helper = _helper(fn, node, why)
+            same = all(_steps(code, e) == _steps(helper.__code__, e) != []
+                       for e in (test, expr))
+            if not same:
+                notes.append(f"the if at line {node.lineno} runs as written: its source does "
+                             "not match the function's code")
+                continue
+            if not _splice(bc, node, helper, why):
+                notes.append(f"the if at line {node.lineno} runs as written: its code has an "
+                             "unexpected shape")
+                continue
+        except (SyntaxError, ValueError, TypeError) as exc:
+            notes.append(f"the if at line {node.lineno} runs as written: {exc}")
+            continue
+        done.append(Filter(node.lineno, helper, why))
+    return done, notes
+
+
+def _steps(code: CodeType, expr: ast.expr) -> list[tuple[str, Any]]:
+    """``_outline._fingerprint`` of an expression's span without its jumps and None
+    constants: where a test jumps to, and the helper's implicit ``return None``
+    placed at the test, depend on the code around it."""
+    return [step for step in o._fingerprint(code, o._span(expr))
+            if "JUMP" not in step[0] and step[1] != ("NoneType", "None")]
+
+
+def _ifs(tree: ast.FunctionDef) -> Iterator[tuple[ast.If, Any]]:
+    """The function's own ``if`` statements outside every ``try`` and ``with``, each
+    with its path (statement list, index, owner) from the function body down."""
+
+    def walk(body: list[ast.stmt], owner: object, path: Any) -> Iterator[tuple[ast.If, Any]]:
+        for i, stmt in enumerate(body):
+            here = (*path, (body, i, owner))
+            if isinstance(stmt, ast.If):
+                yield stmt, here
+                yield from walk(stmt.body, stmt.body, here)
+                yield from walk(stmt.orelse, stmt.orelse, here)
+            elif isinstance(stmt, ast.For | ast.While):
+                yield from walk(stmt.body, stmt, here)
+                yield from walk(stmt.orelse, stmt.orelse, here)
+            elif isinstance(stmt, ast.Match):
+                for case in stmt.cases:
+                    yield from walk(case.body, case, here)
+
+    yield from walk(tree.body, tree, ())
+
+
+def _filter_sink(node: ast.If) -> tuple[str, ast.expr, ast.expr] | None:
+    """(list, test, value) of ``if test: list.append(value)``, else None."""
+    if node.orelse or len(node.body) != 1:
+        return None
+    stmt = node.body[0]
+    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
+        return None
+    call = stmt.value
+    if (isinstance(call.func, ast.Attribute) and call.func.attr == "append"
+            and isinstance(call.func.value, ast.Name) and len(call.args) == 1
+            and not call.keywords and not isinstance(call.args[0], ast.Starred)):
+        return call.func.value.id, node.test, call.args[0]
+    return None
+
+
+def _bad_test(test: ast.expr) -> str | None:
+    """A test is an expression (``_outline``'s rules) or one comparison of two."""
+    if isinstance(test, ast.Compare):
+        if len(test.ops) != 1:
+            return "its test chains comparisons (jumps)"
+        return o._bad_expression(test.left) or o._bad_expression(test.comparators[0])
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return _bad_test(test.operand)
+    return o._bad_expression(test)
+
+
+def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If, path: Any,
+           target: str, test: ast.expr, expr: ast.expr) -> str | _Params:
+    """Why the filter cannot be outlined, or the names the helper receives."""
+    code = fn.__code__
+    bad = _bad_test(test) or o._bad_expression(expr)
+    if bad:
+        return bad
+    locals_ = set(code.co_varnames)
+    unsafe = o._unbindable(tree)
+    if (target not in locals_ or not o._only_lists(tree, target) or target in unsafe
+            or not o._bound_before(tree, path, target)):
+        return f"{target!r} is not a list the function builds"
+    shared = set(code.co_cellvars) | set(code.co_freevars)
+    params: list[tuple[str, str]] = [(target, "fast")]
+    for name in [n.id for e in (test, expr) for n in ast.walk(e) if isinstance(n, ast.Name)]:
+        if name in shared:
+            return f"it reads {name!r}, a variable shared with another function"
+        if name in locals_:
+            if name in unsafe or not o._bound_before(tree, path, name):
+                return f"{name!r} may be unbound at the if"
+            scope = "fast"
+        elif name in fn.__globals__:
+            scope = "global"
+        elif hasattr(builtins, name):
+            continue  # a builtin: the helper looks it up as plain does
+        else:
+            return f"{name!r} is not defined when the function is first called"
+        if (name, scope) not in params:
+            params.append((name, scope))
+    return tuple(params)
+
+
+def _helper(fn: FunctionType, node: ast.If, params: _Params) -> FunctionType:
+    """Compile the helper from the statement's own nodes (their positions kept)."""
+
+    def at(n: Any) -> Any:  # the helper's own nodes: column 0, outside every span
+        n.lineno, n.col_offset, n.end_lineno, n.end_col_offset = node.lineno, 0, node.lineno, 0
+        return n
+
+    statement = copy.deepcopy(node)
+    arguments = ast.arguments(posonlyargs=[ast.arg(p) for p, _ in params], args=[],
+                              kwonlyargs=[], kw_defaults=[], defaults=[])
+    name = fn.__code__.co_name
+    fields: dict[str, Any] = {"type_params": []} if "type_params" in ast.FunctionDef._fields else {}
+    definition = at(ast.FunctionDef(name=name, args=arguments, body=[statement],
+                                    decorator_list=[], returns=None, **fields))
+    module = ast.Module(body=[definition], type_ignores=[])
+    ast.fix_missing_locations(module)
+    flags = fn.__code__.co_flags & o._FUTURE_FLAGS
+    compiled = compile(module, fn.__code__.co_filename, "exec", flags=flags, dont_inherit=True)
+    code = next(c for c in compiled.co_consts if isinstance(c, CodeType))
+    code = code.replace(co_qualname=fn.__code__.co_qualname)
+    helper = FunctionType(code, fn.__globals__, name)
+    calls = o._direct_calls_of([node.test, node.body[0]])
+    helper.__xcs_calls__ = (tuple(p for p, _ in params), calls)  # type: ignore[attr-defined]
+    helper.__qualname__ = f"{fn.__qualname__}.<if at line {node.lineno}>"
+    helper.__module__ = fn.__module__
+    HELPERS.add(code)
+    WRITERS.add(code)
+    return helper
+
+
+_JUMPS = frozenset({"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP",
+                    "JUMP_NO_INTERRUPT"})
+_ENDS = _JUMPS | {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE"}
+
+
+def _splice(bc: Bytecode, node: ast.If, helper: FunctionType, params: _Params) -> bool:
+    """Replace the statement's instructions in ``bc`` by the helper call, in place.
+
+    They are the contiguous run located inside the statement; every way out of it
+    (a jump to a label outside it, or falling off its end) must lead to one place,
+    where the call then continues (the compiler may have copied a loop's jump back
+    into both branches).
+    """
+    items = list(bc)
+    span = o._span(node)
+    inside = [i for i, x in enumerate(items) if isinstance(x, Instr) and o._inside(x.location, span)]
+    if not inside:
+        return False
+    first, last = inside[0], inside[-1]
+    run = items[first:last + 1]
+    if any(isinstance(x, TryBegin | TryEnd) for x in run):
+        return False
+    if any(isinstance(x, Instr) and not o._inside(x.location, span) for x in run):
+        return False
+    own = {id(x) for x in run if isinstance(x, Label)}
+    for i, x in enumerate(items):  # labels of the run are reached from the run only
+        if isinstance(x, Instr) and isinstance(x.arg, Label) and id(x.arg) in own and not (
+                first <= i <= last):
+            return False
+    exits: set[int] = set()
+    after: Any = items[last + 1] if last + 1 < len(items) else None
+    for x in run:
+        if isinstance(x, Instr) and isinstance(x.arg, Label) and id(x.arg) not in own:
+            exits.add(id(x.arg))
+    tail = run[-1]
+    if not (isinstance(tail, Instr) and tail.name in _ENDS):
+        if after is None:
+            return False
+        exits.add(id(after))
+    if len(exits) != 1:
+        return False
+    (exit_id,) = exits
+    target = next((x for x in items if id(x) == exit_id), None)
+    if target is None:
+        return False
+    loc = run[0].location if isinstance(run[0], Instr) else None
+    loc = InstrLocation(span[0], span[2], span[1], span[3]) if loc is not None else loc
+    call = [*o._call(helper, params, loc), Instr("POP_TOP", location=loc)]
+    if target is not after:
+        if not isinstance(target, Label):
+            return False
+        backward = items.index(target) < first
+        call.append(Instr("JUMP_BACKWARD" if backward else "JUMP_FORWARD", target, location=loc))
+    bc[:] = [*items[:first], *call, *items[last + 1:]]
+    return True
