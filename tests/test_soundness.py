@@ -682,7 +682,8 @@ def seen_by_a_closure_a_closure_made(docs):
     del make
     for d in docs:
         values.append(doubled(d))
-    return kinds()
+    rest = [doubled(d) for d in docs]
+    return kinds(), rest
 
 
 def seen_by_a_kept_closure(docs):
@@ -690,7 +691,8 @@ def seen_by_a_kept_closure(docs):
     keep = {"kinds": lambda: [type(v).__name__ for v in values]}
     for d in docs:
         values.append(doubled(d))
-    return keep["kinds"]()
+    rest = [doubled(d) for d in docs]
+    return keep["kinds"](), rest
 
 
 def rebound_to_a_result(docs):
@@ -720,4 +722,79 @@ def test_a_closure_never_sees_a_placeholder_in_a_cell_it_reads(body):
     f = jit(body)
     for _ in range(4):
         assert f(docs) == expected
+    assert replays(f) >= 1, f.explain()
+
+
+# -- a mutating method on an object others may see ---------------------------------------
+# ``self.history.append(llm(d))`` changes a list others can reach (through ``self``, a
+# global, a closure): it is made in the body, after the deferred calls, never later as a
+# continuation; a later call that reads the list finds every item, as in plain.
+RESULTS: list[str] = []
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.history: list[str] = []
+
+    def summary(self) -> str:
+        return "|".join(self.history)
+
+    def run(self, docs):
+        for d in docs:
+            self.history.append(doubled(d))
+        return self.summary()
+
+
+def into_a_global(docs):
+    RESULTS.clear()
+    for d in docs:
+        RESULTS.append(doubled(d))
+    return sorted(range(len(docs)), key=lambda i: RESULTS[i])
+
+
+def into_the_callers_list(out, docs):
+    for d in docs:
+        out.append(doubled(d))
+    return sorted(range(len(docs)), key=lambda i: out[i])
+
+
+@pytest.mark.parametrize("case", ["attribute", "global", "caller"])
+def test_a_later_call_sees_what_the_body_appended_to_a_list_others_see(case):
+    docs = ["c", "a", "d", "b"]
+    if case == "attribute":
+        f, plain, args = jit(Agent.run), Agent.run, lambda: (Agent(), docs)
+    elif case == "global":
+        f, plain, args = jit(into_a_global), into_a_global, lambda: (docs,)
+    else:
+        f, plain, args = jit(into_the_callers_list), into_the_callers_list, lambda: ([], docs)
+    expected = plain(*args())
+    for _ in range(4):
+        assert f(*args()) == expected
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+
+def bumped(counter):
+    time.sleep(SLOW)
+    counter.n += 10
+    return counter.n
+
+
+def ranked_by_a_closure_over_an_owned_object(xs):
+    counter = Counter()
+    first = bumped(counter)  # deferred: it owns ``counter`` until it returns
+    order = sorted(xs, key=lambda x: (x - counter.n) ** 2)  # the key reads counter.n
+    rest = [doubled(x) for x in xs]
+    return first, order, rest
+
+
+def test_a_call_that_receives_a_closure_waits_for_the_owner_of_what_the_closure_reads():
+    xs = [0, 4, 9, 12, 30]
+    expected = ranked_by_a_closure_over_an_owned_object(xs)
+    f = jit(ranked_by_a_closure_over_an_owned_object)
+    for _ in range(4):
+        assert f(xs) == expected
     assert replays(f) >= 1, f.explain()

@@ -209,6 +209,9 @@ def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
                         "(join, sum, list, tuple, set, sorted, min, max, dict)")
         elif site.append:
             notes[s] = "appends to a list the function builds"
+        elif site.outside:  # not a continuation either: a later call may read the object
+            notes[s] = ("it changes an object others may see (a list the caller passed, a "
+                        "global): the body makes it, after every deferred call")
         elif any(n.stays for n in nodes):
             notes[s] = next(n.stays for n in nodes if n.stays)
         elif any(n.opaque for n in nodes):

@@ -77,6 +77,16 @@ _LOOP_ITERATORS = frozenset(map(type, (iter([]), iter(()), iter(""), iter(b""), 
                                         filter(None, ()), reversed([]))))
 
 
+def _contents(cells: tuple[Any, ...]) -> list[Any]:
+    out = []
+    for cell in cells:
+        try:
+            out.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            pass
+    return out
+
+
 def reach(values: Any, deep: bool, budget: int = BUDGET) -> tuple[list[Any], bool]:
     """The objects ``values`` hold that a call could change or read, and whether the
     budget ran out first.  With ``deep``, items of builtin containers, the ``self``
@@ -91,6 +101,11 @@ def reach(values: Any, deep: bool, budget: int = BUDGET) -> tuple[list[Any], boo
             return found, True
         kind = type(value)
         if kind in NEVER_OWNED:
+            if deep and kind is FunctionType and value.__closure__ and id(value) not in seen:
+                # A closure reads what its cells hold when it is called: a callee that
+                # receives ``lambda i: out[i]`` reads ``out``.
+                seen.add(id(value))
+                stack.extend(_contents(value.__closure__))
             continue
         if id(value) in seen:
             continue

@@ -73,6 +73,7 @@ class Site:
     comprehension: bool = False  # in a comprehension that is a function of its own (3.11)
     genexpr: bool = False  # in a generator expression of the body: deferred only while a
     # builtin that consumes it whole (``"".join``, ``sum``, ``list`` ...) drains it
+    outside: bool = False  # a mutating method (``append``...) of an object others may see
 
     @property
     def deferrable(self) -> bool:
@@ -226,7 +227,8 @@ class Program:
                         nested=kind == "nested",
                         protected=protected or cfg.protected[index],
                         append=bool(call.append_to), in_place=call.name in IN_PLACE,
-                        comprehension=kind == "comprehension", genexpr=kind == "genexpr")
+                        comprehension=kind == "comprehension", genexpr=kind == "genexpr",
+                        outside=bool(call.openers & flow.mutators))
             unit.site_ids[index] = site.id
             self.sites.append(site)
         if kind != "nested":  # operators that placeholders can reach when all is deferred
