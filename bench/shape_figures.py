@@ -133,8 +133,31 @@ def try_loads(docs):
     return out
 
 
+def if_filter(docs):  # the stretch shape: Mixture-of-Agents' reference loop
+    refs = []
+    for d in docs:
+        r = llm(d)
+        if r is not None:
+            refs.append(r)
+    return refs
+
+
+def key_lambda(docs):  # Tree-of-Thoughts: a list the sort key's closure reads
+    values = []
+    for d in docs:
+        values.append(llm(d))
+    return sorted(range(len(docs)), key=lambda i: values[i])
+
+
+def genexpr_per_group(docs):  # a generator expression per report, in a loop
+    out = {}
+    for half in (docs[: len(docs) // 2], docs[len(docs) // 2:]):
+        out[half[0]] = "|".join(llm(d) for d in half)
+    return out
+
+
 SHAPES = [attribute_chain, str_method, json_loads, length, unpacking, dict_of_pending, helper,
-          genexpr_join, try_append, try_loads]
+          genexpr_join, try_append, try_loads, if_filter, key_lambda, genexpr_per_group]
 
 
 def measure(fn, docs):
