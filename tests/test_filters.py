@@ -196,3 +196,45 @@ def test_the_trial_and_the_replays_call_the_filter_in_the_statements_place():
     line = kept_if_not_none.__code__.co_firstlineno + 4
     assert f"continue (when their inputs arrive): test_filters.py:{line}" in f.explain(), (
         f.explain())
+
+
+def slow_value(d):
+    n = int(d[1:])
+    time.sleep(0.001 * (N - n))  # earlier items take longer
+    return n * 100
+
+
+class Judge:
+    def accepts(self, r) -> bool:
+        time.sleep(0.001 * (N - int(r[1:])))  # a slow method: an LLM judge
+        return int(r[1:]) % 2 == 0
+
+
+def filtered_by_a_slow_call(docs):
+    refs = []
+    for d in docs:
+        if d != "d3":
+            refs.append(slow_value(d))  # a call of its own: deferred, gathered in order
+    return refs
+
+
+def filtered_by_a_slow_method(docs):
+    judge = Judge()
+    refs = []
+    for d in docs:
+        r = d.strip()
+        if judge.accepts(r):
+            refs.append(r)
+    rest = [slow_value(d) for d in docs]
+    return refs, rest
+
+
+@pytest.mark.parametrize("body", [filtered_by_a_slow_call, filtered_by_a_slow_method],
+                         ids=lambda f: f.__name__)
+def test_a_filter_that_makes_a_slow_call_keeps_plains_order(body):
+    expected = body(DOCS)
+    f = jit(body)
+    warm(f, DOCS, sites=1)
+    for _ in range(3):
+        assert f(DOCS) == expected
+    assert replays(f) >= 3, f.explain()

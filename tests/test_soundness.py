@@ -713,8 +713,35 @@ def rebuilt_each_round(docs):
     return best
 
 
+def called_by_a_deferred_call(docs):
+    values = []
+    count = lambda: len(values)  # noqa: E731
+    out = []
+    for d in docs:
+        values.append(doubled(d))
+        out.append(calls_it(count))  # the callee calls the closure on a worker
+    rest = [doubled(d) for d in docs * 4]
+    return out, rest
+
+
+def calls_it(fn):
+    time.sleep(0.005)
+    return fn()
+
+
+def read_by_a_generator_made_before_an_append(docs):
+    values = []
+    for d in docs:
+        values.append(doubled(d))
+    more = (v + 1 for v in values)  # reads ``values`` when consumed, after the append
+    values.append(doubled(50))
+    return list(more)
+
+
 @pytest.mark.parametrize("body", [seen_by_a_closure_made_before, seen_by_a_closure_a_closure_made,
-                                  seen_by_a_kept_closure, rebound_to_a_result, rebuilt_each_round],
+                                  seen_by_a_kept_closure, rebound_to_a_result, rebuilt_each_round,
+                                  called_by_a_deferred_call,
+                                  read_by_a_generator_made_before_an_append],
                          ids=lambda f: f.__name__)
 def test_a_closure_never_sees_a_placeholder_in_a_cell_it_reads(body):
     docs = [3, 1, 2, 5]

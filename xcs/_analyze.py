@@ -216,6 +216,9 @@ def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
             notes[s] = next(n.stays for n in nodes if n.stays)
         elif any(n.opaque for n in nodes):
             notes[s] = "an argument is a generator or a closure of the body"
+        elif site.writes and sum(n.duration for n in nodes) / len(nodes) >= MIN_DURATION:
+            notes[s] = ("it fills a list the function builds, and what it calls is slow: the "
+                        "body makes it, in order")
         elif sum(n.duration for n in nodes) / len(nodes) < MIN_DURATION:
             notes[s] = f"its calls are fast (under {MIN_DURATION * 1e6:.0f} us)"
         elif facts.threads and facts.gil and _cpu_bound(nodes):

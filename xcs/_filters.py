@@ -162,6 +162,13 @@ def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If, path: Any,
     bad = _bad_test(test) or o._bad_expression(expr)
     if bad:
         return bad
+    for n in (*ast.walk(test), *ast.walk(expr)):
+        if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                and (n.func.id not in _FAST_BUILTINS or n.func.id in fn.__globals__
+                     or n.func.id in code.co_varnames)):
+            # ``if judge(r):`` may be a slow call of its own: deferred in the body as
+            # written, it overlaps; inside the filter it would run in order.
+            return f"it calls {n.func.id}(), which may be slow"
     locals_ = set(code.co_varnames)
     unsafe = o._unbindable(tree)
     if (target not in locals_ or not o._only_lists(tree, target) or target in unsafe
@@ -216,6 +223,11 @@ def _helper(fn: FunctionType, node: ast.If, params: _Params) -> FunctionType:
     WRITERS.add(code)
     return helper
 
+
+# Builtins a filter's test or value may call (fast, and they run no code of the body's).
+_FAST_BUILTINS = frozenset({"len", "str", "int", "float", "bool", "repr", "abs", "round",
+                            "isinstance", "hasattr", "type", "min", "max", "sum", "sorted",
+                            "tuple", "list", "set", "frozenset", "dict"})
 
 _JUMPS = frozenset({"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP",
                     "JUMP_NO_INTERRUPT"})

@@ -298,6 +298,8 @@ class Invocation:
             deps.append(fn.task)
         if self.writers and _owners.OWNED:
             deps += self._after_writers((fn, *args, *kwargs.values()), deps)
+        if getattr(fn, "__code__", None) in WRITERS:  # a filter deferred whole: in order too
+            self.writers.add(task)
         if self.claimable:
             task.ctx = contextvars.copy_context()
         return self._enqueue(task, deps)

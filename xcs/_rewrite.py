@@ -28,6 +28,7 @@ from bytecode import Bytecode, Instr, Label
 from bytecode.instr import UNSET, CellVar, InstrLocation, TryBegin, TryEnd
 
 from xcs import _compat
+from xcs._codes import WRITERS
 from xcs._errors import RewriteError
 from xcs._flow import LCT, NOTDICT, NOTLIST, OTHER, CallSite, Cfg, Flow, Val, simulate
 from xcs._outline import Outlined, outline
@@ -74,6 +75,7 @@ class Site:
     genexpr: bool = False  # in a generator expression of the body: deferred only while a
     # builtin that consumes it whole (``"".join``, ``sum``, ``list`` ...) drains it
     outside: bool = False  # a mutating method (``append``...) of an object others may see
+    writes: bool = False  # the call of an outlined filter (``_filters``): it fills a list
 
     @property
     def deferrable(self) -> bool:
@@ -219,6 +221,9 @@ class Program:
         flow = simulate(cfg, ops, returns_to_caller=kind in _RUN_IN_PLACE, cells=cells,
                         closure_cells=closure)
         unit = _Unit(code, kind, bc, cfg, flow, cells=cells, closure_cells=closure)
+        writers = {j for i, instr in enumerate(cfg.instrs)  # an outlined filter's call: its
+                   if instr.name == "LOAD_CONST" and type(instr.arg) is FunctionType  # slot
+                   and instr.arg.__code__ in WRITERS for j in (i - 1, i + 1)}
         for index in sorted(flow.calls):
             call = flow.calls[index]
             instr = cfg.instrs[index]
@@ -228,7 +233,8 @@ class Program:
                         protected=protected or cfg.protected[index],
                         append=bool(call.append_to), in_place=call.name in IN_PLACE,
                         comprehension=kind == "comprehension", genexpr=kind == "genexpr",
-                        outside=bool(call.openers & flow.mutators))
+                        outside=bool(call.openers & flow.mutators),
+                        writes=bool(call.openers & writers))
             unit.site_ids[index] = site.id
             self.sites.append(site)
         if kind != "nested":  # operators that placeholders can reach when all is deferred
