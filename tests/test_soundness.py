@@ -825,3 +825,44 @@ def test_a_call_that_receives_a_closure_waits_for_the_owner_of_what_the_closure_
     for _ in range(4):
         assert f(xs) == expected
     assert replays(f) >= 1, f.explain()
+
+
+def snapshot():
+    return list(RESULTS)
+
+
+def through_a_saved_bound_method(docs):
+    RESULTS.clear()
+    add = RESULTS.append  # the flow cannot see whose method it is: the trial can
+    for d in docs:
+        add(doubled(d))
+    return snapshot()
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"Holder({self.items})"
+
+
+def filtered_into_a_list_others_see(docs):
+    holder = Holder()
+    kept = []
+    holder.items = kept  # from here on ``kept`` is seen through ``holder`` too
+    for d in docs:
+        r = doubled(d)
+        if r != "aa":
+            kept.append(r)
+    return repr(holder)
+
+
+@pytest.mark.parametrize("body", [through_a_saved_bound_method, filtered_into_a_list_others_see],
+                         ids=lambda f: f.__name__)
+def test_a_later_read_through_another_name_sees_every_append(body):
+    docs = ["c", "a", "d", "b"]
+    expected = body(docs)
+    f = jit(body)
+    for _ in range(4):
+        assert f(docs) == expected

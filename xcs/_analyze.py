@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from xcs._flow import MUTATORS
 from xcs._graph import Graph, Node
 from xcs._trace import FRAME
 
@@ -186,6 +187,17 @@ def _ranks(graph: Graph, sites: set[int]) -> dict[int, tuple[float, ...]]:
     return {site: tuple(levels) for site, levels in ranks.items()}
 
 
+def _mutator(node: Node) -> bool:
+    """Was the call a mutating method of a builtin container (``list.append``,
+    ``dict.update``)?  A Python function's effects are its own business (the contract)."""
+    owner, _, method = node.callee.rpartition(".")
+    return owner in _CONTAINERS and method in MUTATORS
+
+
+_CONTAINERS = frozenset({"list", "dict", "set", "deque", "bytearray", "defaultdict",
+                         "OrderedDict", "Counter"})
+
+
 def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
                 facts: ExecutorFacts) -> dict[int, str]:
     """Why each site with recorded calls may not be deferred (absent: it may)."""
@@ -209,7 +221,9 @@ def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
                         "(join, sum, list, tuple, set, sorted, min, max, dict)")
         elif site.append:
             notes[s] = "appends to a list the function builds"
-        elif site.outside:  # not a continuation either: a later call may read the object
+        elif site.outside or (not site.private and any(map(_mutator, nodes))):
+            # Not a continuation either: a later call may read the object (a saved
+            # ``add = G.append`` is a mutator too, whatever the flow could see).
             notes[s] = ("it changes an object others may see (a list the caller passed, a "
                         "global): the body makes it, after every deferred call")
         elif any(n.stays for n in nodes):

@@ -19,12 +19,13 @@ the direction that resolves more, never less.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import CodeType
+from types import CodeType, FunctionType
 from typing import Any
 
 from bytecode import Bytecode, Instr, Label
 from bytecode.instr import CellVar, TryBegin, TryEnd
 
+from xcs._codes import WRITERS
 from xcs._errors import RewriteError
 
 PH = 1  # may be a placeholder
@@ -40,12 +41,16 @@ TAINT = PH | LCT | TCT
 TLCT = 128
 # A loop's iterator over a list holding placeholders: what FOR_ITER pushes may be one.
 ITEMS = 256
+# A list an outlined filter (``_filters``) may still be appending to: the body's own
+# appends are then ordinary calls (checked against its owners), not gathers.
+FILTERED = 512
 PLAIN = ESC | NOTLIST | NOTDICT | OTHER
 # A value that is never an object handed to a deferred call: a constant, a bool
 # result.  (Not ESC: ESC also means "may be an object someone else holds".)
 IMMUTABLE = NOTLIST | NOTDICT | OTHER
 
 APPEND = "append"  # ``what`` of the bound ``append`` of a fresh list
+_PRIVATE = "private"  # ``what`` of another method of a container nobody else saw
 _DEREF = frozenset({"LOAD_DEREF", "STORE_DEREF", "DELETE_DEREF"})
 # Instructions (besides calls and in-place operators) that change an operand.
 _CHANGES = frozenset({"STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE", "STORE_ATTR",
@@ -209,6 +214,8 @@ class CallSite:
     kwnull: bool = False  # 3.14+: the **kwargs slot of CALL_FUNCTION_EX holds NULL
     append_to: frozenset[str] = frozenset()  # ``L.append(x)`` on a fresh list L
     holds: bool = False  # an operand may be a container holding placeholders
+    private: bool = False  # a method of a container this frame built and nobody else saw
+    first_escapes: bool = True  # its first argument may be an object others see
 
 
 @dataclass
@@ -576,8 +583,13 @@ class _Step:
                 self._done([slot if role == "slot" else bound for role in roles])
                 return
         if (receiver is not None and method == "append"
-                and not receiver.bits & (ESC | NOTLIST) and popped == 1):
+                and not receiver.bits & (ESC | NOTLIST | FILTERED) and popped == 1):
             callable_val = Val(PLAIN, aliases=receiver.aliases, what=APPEND)
+        elif (receiver is not None and method is not None
+              and not receiver.bits & (ESC | FILTERED)):
+            for k, val in enumerate(items):
+                self._observe(base + k, val)
+            callable_val = Val(PLAIN, what=_PRIVATE)
         else:
             if (receiver is not None and method in MUTATORS and receiver.bits & ESC
                     and self.sim.recording):
@@ -624,9 +636,21 @@ class _Step:
                                        if r == "arg")
         if callee.what == APPEND and roles.count("arg") == 1 and len(roles) == 3:
             site.append_to = callee.aliases
+        site.private = callee.what in (APPEND, _PRIVATE)
+        first = roles.index("arg") if "arg" in roles else -1
+        if first >= 0:
+            site.first_escapes = bool(items[first].bits & ESC)
+        if first >= 0 and not self._filter(callee):
+            first = -1
         for k, (role, val) in enumerate(zip(roles, items)):
             pos = base + k
             if role in ("slot", "kwnames") or (role == "kwstar" and site.kwnull):
+                continue
+            if k == first:  # the list an outlined filter appends to: it does nothing else
+                if self.touching and (val.bits & ESC or ~val.bits & (NOTLIST | NOTDICT)):
+                    self.touch.append(self._depth_of(pos))  # a deferred call may own it
+                for local in val.aliases:
+                    self.locs[local] = self.locs.get(local, PLAIN) | FILTERED
                 continue
             if role == "callable":
                 if deferred and val.bits & PH and not val.bits & (LCT | TCT):
@@ -651,6 +675,14 @@ class _Step:
         if sim.recording:
             sim.flow.calls[self.i] = site
         self._done([Val(PLAIN | PH) if deferred else CLEAN])
+
+    def _filter(self, callee: Val) -> bool:
+        """Is the callable an outlined filter (``_filters``), loaded as a constant?"""
+        if not 0 <= callee.origin < len(self.sim.cfg.instrs):
+            return False
+        instr = self.sim.cfg.instrs[callee.origin]
+        return (instr.name == "LOAD_CONST" and type(instr.arg) is FunctionType
+                and instr.arg.__code__ in WRITERS)
 
     # -- locals --------------------------------------------------------------
     def _cell(self, name: str, cell: str) -> None:

@@ -76,6 +76,7 @@ class Site:
     # builtin that consumes it whole (``"".join``, ``sum``, ``list`` ...) drains it
     outside: bool = False  # a mutating method (``append``...) of an object others may see
     writes: bool = False  # the call of an outlined filter (``_filters``): it fills a list
+    private: bool = False  # a method of a container the body built that nobody else saw
 
     @property
     def deferrable(self) -> bool:
@@ -233,8 +234,10 @@ class Program:
                         protected=protected or cfg.protected[index],
                         append=bool(call.append_to), in_place=call.name in IN_PLACE,
                         comprehension=kind == "comprehension", genexpr=kind == "genexpr",
-                        outside=bool(call.openers & flow.mutators),
-                        writes=bool(call.openers & writers))
+                        # a filter of a list others may see changes outside state too
+                        outside=bool(call.openers & flow.mutators) or bool(
+                            call.openers & writers and call.first_escapes),
+                        writes=bool(call.openers & writers), private=call.private)
             unit.site_ids[index] = site.id
             self.sites.append(site)
         if kind != "nested":  # operators that placeholders can reach when all is deferred
@@ -586,6 +589,8 @@ class Program:
                     or instr.name in SIDE_EFFECTS or index in flow.stores_outside
                     or ops.is_with_enter(instr)):
                 continue
+            if index in deferred_calls and self.sites[unit.site_ids[index]].writes:
+                continue  # a filter made as a continuation runs after the owners itself
             if ops.call_roles(instr) is not None:  # its callable first, then its arguments
                 hook = hooks.touch_call
             elif ops.reads_deep(instr):  # reads what its operands hold, too
