@@ -15,8 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from xcs._flow import MUTATORS
 from xcs._graph import Graph, Node
+from xcs._owners import MUTATORS
 from xcs._trace import FRAME
 
 if TYPE_CHECKING:  # the rewrite stage needs bytecode support; analysis does not

@@ -27,6 +27,7 @@ from bytecode.instr import CellVar, TryBegin, TryEnd
 
 from xcs._codes import WRITERS
 from xcs._errors import RewriteError
+from xcs._owners import MUTATORS
 
 PH = 1  # may be a placeholder
 LCT = 2  # may be a list or dict holding placeholders (resolvable in place)
@@ -55,10 +56,6 @@ _DEREF = frozenset({"LOAD_DEREF", "STORE_DEREF", "DELETE_DEREF"})
 # Instructions (besides calls and in-place operators) that change an operand.
 _CHANGES = frozenset({"STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE", "STORE_ATTR",
                       "DELETE_ATTR"})
-# Methods that change the builtin container they are called on.
-MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
-                      "update", "setdefault", "popitem", "add", "discard", "appendleft",
-                      "extendleft", "popleft", "rotate", "__setitem__", "__delitem__"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,8 @@ from collections import deque
 from types import BuiltinFunctionType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
-__all__ = ["ALL", "CHECKED_GENERATORS", "OWNED", "clear", "disown", "keys_of", "own", "owners"]
+__all__ = ["ALL", "CHECKED_GENERATORS", "MUTATORS", "OWNED", "clear", "disown", "keys_of", "own",
+           "owners"]
 
 # id -> the unfinished tasks that received that object.  Key 0 (never an object's
 # id) lists the tasks that received more than BUDGET objects: they own everything.
@@ -67,6 +68,10 @@ _SHALLOW_CALLEES = frozenset(map(id, (len, isinstance, issubclass, id, type, ite
 # (touches, like the body's), and calling one runs none of its code (it makes the
 # generator), so the call reads neither its closure's cells nor its iterator.
 CHECKED_GENERATORS: weakref.WeakSet[CodeType] = weakref.WeakSet()
+# Methods that change the builtin container they are called on.
+MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
+                      "update", "setdefault", "popitem", "add", "discard", "appendleft",
+                      "extendleft", "popleft", "rotate", "__setitem__", "__delitem__"})
 ALL = object()  # ``owners`` when the objects reach too far: wait for every owner
 # The builtin iterators a loop advances on every iteration: a call that owns
 # everything does not stop ``for i in range(n)``.  (An iterator handed to a call
