@@ -336,3 +336,73 @@ def test_verify_leaves_the_callers_profiler_in_place():
 def test_a_builtin_is_run_plain_with_a_warning_not_a_false_difference():
     with pytest.warns(xcs.XcsWarning, match=r"verify\(sorted\): xcs runs it plain"):
         xcs.verify(sorted, [3, 1, 2])
+
+
+# -- arguments and other jitted functions ---------------------------------------------
+
+
+def extend_history(history, questions):
+    answers = [llm(q) for q in questions]
+    history.extend(answers)
+    return len(history)
+
+
+def test_a_function_that_changes_its_arguments_starts_every_run_from_the_callers():
+    """Each run gets a copy of the arguments: the trial does not see the plain run's appends
+    (it returned 4, not 2, and was named a difference), and the caller's list is untouched."""
+    history = ["hello"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xcs.XcsWarning)  # a replay ran: the check is real
+        xcs.verify(extend_history, history, ["q1", "q2", "q3"])
+    assert history == ["hello"]
+
+
+def test_what_a_run_leaves_in_a_list_argument_is_compared():
+    """A callee that fills the caller's list in the order its calls end: plain leaves
+    [a, b]; in a replay (after the plain run and the trial) "a" waits until "b" is done."""
+    b_done = threading.Event()
+    runs = []
+
+    def record(sink, x):
+        time.sleep(SLOW)
+        if x == "a" and len(runs) > 2:
+            b_done.wait(10)
+        sink(x)
+        if x == "b":
+            b_done.set()
+
+    def fill(out, xs):
+        runs.append(1)
+        b_done.clear()
+        sink = out.append
+        for x in xs:
+            record(sink, x)
+
+    with pytest.raises(xcs.VerifyError, match=r"a replay of .*fill\(\) differs from the plain "
+                                              r"call: plain left its argument out as "
+                                              r"\['a', 'b'\], a replay left it as \['b', 'a'\]"):
+        xcs.verify(fill, [], ["a", "b"])
+
+
+@jit
+def even_words(n):
+    return [slow_llm(f"e{n}")] + (odd_words(n - 1) if n else [])
+
+
+@jit
+def odd_words(n):
+    return [slow_llm(f"o{n}")] + (even_words(n - 1) if n else [])
+
+
+def slow_llm(prompt):
+    time.sleep(0.02)  # the trial must see the recursion as slow, not as jit's own CPU
+    return prompt
+
+
+def test_mutually_recursive_jitted_functions_pass():
+    """even_words calls odd_words, which calls even_words again through its global name:
+    that is the jitted even_words, whose calls (and its deferred calls' trampolines, equal
+    code objects to the copy's) are not the verified call's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xcs.XcsWarning)
+        xcs.verify(even_words, 4)

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from types import FrameType, FunctionType, GeneratorType, MethodType
+from types import CodeType, FrameType, FunctionType, GeneratorType, MethodType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from xcs import _compat, _explain, _owners, _replay
@@ -398,6 +398,7 @@ class _SiteHook:
         call when they are not the body's own (see ``_comprehension_frames``)."""
         if self.via is None:
             self.via = _replay.trampoline(*self.where)
+            self.state.trampolines[id(self.via.__code__)] = self.via.__code__
         return _comprehension_frames(caller) if self.comprehension and caller else None
 
 
@@ -639,6 +640,9 @@ class _Function:
         self.reason: str | None = None
         self.disabled = False  # set after an internal error: every call runs plain
         self.tracer_ok = False  # replay under a tracer too (xcs.verify's own copy)
+        # The code of the frames its deferred calls run under, by id: trampolines of one
+        # call site in two copies of a function are equal code objects.
+        self.trampolines: dict[int, CodeType] = {}
         self.warned: set[str] = set()
         code = fn.__code__
         self.n_args = code.co_argcount + code.co_kwonlyargcount

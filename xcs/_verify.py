@@ -12,9 +12,11 @@ arguments.
 
 from __future__ import annotations
 
+import collections
 import dis
 import functools
 import hashlib
+import inspect
 import os
 import pickle
 import re
@@ -60,7 +62,11 @@ def verify(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Non
     global by concurrent calls) shows up as a difference.
 
     The function runs ``1 + RUNS`` times, so its callees must give the same
-    answers to the same questions (a fake model, a recorded fixture).
+    answers to the same questions (a fake model, a recorded fixture).  Each run
+    gets its own copy of the lists, dicts, sets, deques and bytearrays among the
+    arguments (at any depth), and what it leaves in them must equal what the
+    plain run left; the caller's own are not changed.  Other arguments (a
+    client, a fake model) are shared by the runs as they are.
 
     Args:
         fn: a function, jitted or not (a method, a ``functools.partial``).
@@ -69,7 +75,8 @@ def verify(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Non
 
     Raises:
         VerifyError: names the run and the first difference: in the return
-            value, in the exception, or a call one run made and the other did not.
+            value, in the exception, in what it left in an argument, or a call one
+            run made and the other did not.
         TypeError: ``fn`` is not callable.
     """
     if not callable(fn):
@@ -84,7 +91,10 @@ def _verify(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
     plain = _unjitted(fn)
     name = str(getattr(plain, "__qualname__", None) or getattr(
         getattr(plain, "func", None), "__qualname__", repr(plain)))
-    expected, expected_calls = _observe(plain, args, kwargs, None)
+    arguments = _Arguments(plain, args, kwargs)
+    run_args, run_kwargs = arguments.fresh()
+    expected, expected_calls = _observe(plain, run_args, run_kwargs, _Watch(_codes(plain)))
+    expected_left = arguments.left(run_args, run_kwargs)
     with ThreadPoolExecutor(thread_name_prefix="xcs-verify") as pool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", XcsWarning)  # said below, once
@@ -103,16 +113,90 @@ def _verify(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
             # Its calls are the plain ones by construction; the replays' are compared.
             trial = _status(state) in (None, "new")
             # A trial installs the replay's code: take the function's code anew each run.
-            got, calls = _observe(jitted, args, kwargs, _codes(plain) | _codes(jitted),
-                                  watch=not trial)
+            watch = None if trial else _Watch(_codes(plain) | _codes(jitted), state.trampolines,
+                                              pool)
+            run_args, run_kwargs = arguments.fresh()
+            got, calls = _observe(jitted, run_args, run_kwargs, watch)
             kind = "a replay" if _replays(state) > before else "the trial" if trial else "a call"
             replayed += kind == "a replay"
             _compare(name, kind, expected, got, expected_calls, calls)
+            _compare_left(name, kind, expected_left, arguments.left(run_args, run_kwargs))
     if not replayed:
         reasons = {s.reason for s in state.stats().signatures if s.reason}
         _warn(f"verify({name}): no replay ran, so no deferred call was checked"
               + (f" ({'; '.join(sorted(reasons))})" if reasons else "")
               + ": a fake model must be slow enough to be deferred (100 us or more)")
+
+
+class _Arguments:
+    """The arguments of ``verify``'s runs.  Each run gets its own copy of the builtin
+    containers among them, at any depth (lists, dicts, sets, deques, bytearrays and the
+    tuples holding them), so that a function that fills one (``history.append(...)``)
+    starts every run from what the caller gave, the caller's are left as they were, and
+    what each run left in them is compared.  Every other object (a client, a fake model,
+    a user's record) is shared by the runs as it is: copying it could open a connection
+    or reset a fake's state, and concurrent calls may leave it in another order (a fake
+    logging its calls) without any difference in what the function computes."""
+
+    def __init__(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.args, self.kwargs = args, kwargs
+        try:
+            names = list(inspect.signature(fn).bind(*args, **kwargs).arguments)
+        except (TypeError, ValueError):  # plain will raise the TypeError itself
+            names = []
+        self.names = [names[i] if i < len(names) and not names[i].startswith("*") else f"#{i}"
+                      for i in range(len(args))]
+
+    def fresh(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        memo: dict[int, Any] = {}  # shared: two arguments holding one list still do
+        return (tuple(_copy(a, memo) for a in self.args),
+                {k: _copy(v, memo) for k, v in self.kwargs.items()})
+
+    def left(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
+        """The copied arguments, by name, after a run."""
+        given = [*zip(self.names, self.args, args),
+                 *((k, self.kwargs[k], v) for k, v in kwargs.items())]
+        return [(name, copied) for name, original, copied in given if copied is not original]
+
+
+_COPIED = (list, dict, set, bytearray, collections.deque, tuple)
+
+
+def _copy(value: Any, memo: dict[int, Any]) -> Any:
+    """``value`` with its builtin containers copied (exact types only: a subclass may hold
+    more than its items); a tuple only if something in it was."""
+    kind = type(value)
+    if kind not in _COPIED:
+        return value
+    if id(value) in memo:
+        return memo[id(value)]
+    if kind is tuple:
+        items = tuple(_copy(v, memo) for v in value)
+        copied = items if any(a is not b for a, b in zip(items, value)) else value
+    elif kind is dict:
+        copied = memo[id(value)] = {}
+        copied.update((k, _copy(v, memo)) for k, v in value.items())
+    elif kind is bytearray:
+        copied = bytearray(value)
+    elif kind is collections.deque:
+        copied = memo[id(value)] = collections.deque(maxlen=value.maxlen)
+        copied.extend(_copy(v, memo) for v in value)
+    elif kind is set:
+        copied = set(value)  # its items are hashable: kept
+    else:
+        copied = memo[id(value)] = []
+        copied.extend(_copy(v, memo) for v in value)
+    memo[id(value)] = copied
+    return copied
+
+
+def _compare_left(name: str, run: str, expected: list[tuple[str, Any]],
+                  got: list[tuple[str, Any]]) -> None:
+    for (argument, value), (_, got_value) in zip(expected, got):
+        if not _same(value, got_value):
+            raise VerifyError(f"{run} of {name}() differs from the plain call: plain left its "
+                              f"argument {argument} as {_short(value)}, {run} left it as "
+                              f"{_short(got_value)}")
 
 
 _one_at_a_time = threading.Lock()
@@ -170,20 +254,32 @@ def _codes(fn: Any) -> set[CodeType]:
     return found
 
 
+class _Watch:
+    """What a run's calls are: those made by the function's own code (``codes``), by the
+    trampolines its deferred calls run under and by ``call_here`` for an invocation on
+    ``pool`` (verify's own; another jitted function's, even the same function called
+    recursively through its global name, are that function's calls, not these)."""
+
+    __slots__ = ("codes", "pool", "trampolines")
+
+    def __init__(self, codes: set[CodeType], trampolines: dict[int, CodeType] | None = None,
+                 pool: Any = None) -> None:
+        self.codes = codes
+        self.trampolines = trampolines if trampolines is not None else {}  # by id (see _jit)
+        self.pool = pool if pool is not None else object()
+
+
 def _observe(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-             codes: set[CodeType] | None,
-             watch: bool = True) -> tuple[tuple[str, Any], Counter[str] | None]:
+             watch: _Watch | None) -> tuple[tuple[str, Any], Counter[str] | None]:
     """Call ``fn`` and count the calls its code makes, on this thread and on new threads
-    (unless not ``watch``: then only call it)."""
-    if not watch:
+    (unless ``watch`` is None: then only call it)."""
+    if watch is None:
         try:
             return ("returned", fn(*args, **kwargs)), None
         except Exception as exc:
             return ("raised", exc), None
-    own = codes if codes is not None else _codes(fn)
     calls: Counter[str] = Counter()
-    _watched.append(own)
-    _watched_names.append({c.co_qualname for c in own})
+    _watched.append(watch)
     counting.append(calls)
     saved, saved_threads = sys.getprofile(), threading.getprofile()
     threading.setprofile(_profile)  # the pool's threads start after this, with it
@@ -197,31 +293,29 @@ def _observe(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
         threading.setprofile(saved_threads)  # type: ignore[arg-type,unused-ignore]
         counting.pop()
         _watched.pop()
-        _watched_names.pop()
     return outcome, calls
 
 
 # What the profile function counts into (a pool thread keeps the profile function it
-# started with: it must find the current run's counter), and the code it watches.
+# started with: it must find the current run's counter), and what it watches.
 counting: list[Counter[str]] = []
-_watched: list[set[CodeType]] = []
-_watched_names: list[set[str]] = []
+_watched: list[_Watch] = []
 _lock = threading.Lock()
 
 
 def _profile(frame: FrameType, event: str, arg: Any) -> None:
     if not counting:
         return
-    own = _watched[-1]
+    watch = _watched[-1]
     if event == "call":
         caller = frame.f_back
         code = frame.f_code
         if (caller is None or code.co_filename.startswith(_HERE) or code.co_name.startswith("<")
-                or code in HELPERS or not _calling(caller, own)):
+                or code in HELPERS or not _calling(caller, watch)):
             return  # xcs's own hooks; a comprehension or generator expression is no call
         key = f"{code.co_qualname}({_arguments(frame)})"
     elif event == "c_call":
-        if not _calling(frame, own):
+        if not _calling(frame, watch):
             return
         key = f"{_c_name(arg)}()"
     else:
@@ -231,14 +325,16 @@ def _profile(frame: FrameType, event: str, arg: Any) -> None:
             counting[-1][key] += 1
 
 
-def _calling(frame: FrameType, own: set[CodeType]) -> bool:
+def _calling(frame: FrameType, watch: _Watch) -> bool:
     """Whether ``frame`` is the function's (or a trampoline running its deferred call)
     and is at a call instruction (not a property read or an operator's dunder)."""
     code = frame.f_code
     relay = code in _RELAYS
-    if code not in own and not relay and not (
-            code in _replay._TRAMPOLINES and code.co_qualname in _watched_names[-1]):
-        return False  # (a trampoline of another jitted function runs that one's calls)
+    if relay:
+        if getattr(frame.f_locals.get("self"), "executor", None) is not watch.pool:
+            return False  # another jitted function's invocation
+    elif code not in watch.codes and id(code) not in watch.trampolines:
+        return False
     raw, lasti = code.co_code, frame.f_lasti
     if not 0 <= lasti < len(raw):
         return False
