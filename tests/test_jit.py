@@ -794,6 +794,14 @@ def test_a_jitted_partial_is_a_partial_with_the_functions_methods(model):
     clone = pickle.loads(pickle.dumps(scaled))  # the methods live on the class, not in __dict__
     assert clone(5) == 15 and clone.func is _scaled and clone.stats() == _scaled.stats()
     assert copy.deepcopy(scaled)(1) == 3 == functools.partial(scaled, 1)()
+    # What functools.wraps gives a jitted function (and xcs.Jitted promises): the plain
+    # partial, the name and qualified name of the function it calls.
+    plain = scaled.__wrapped__
+    assert type(plain) is functools.partial and plain.func is _scaled.__wrapped__
+    assert plain.args == (3,) and plain(2) == 6
+    assert (scaled.__name__, scaled.__qualname__) == (_scaled.__name__, _scaled.__qualname__)
+    with pytest.raises(AttributeError, match="no attribute 'missing'"):
+        scaled.missing  # noqa: B018
 
 
 def test_static_and_class_method_descriptors_carry_the_methods(model):

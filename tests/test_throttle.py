@@ -7,10 +7,11 @@ thread after it may start, never before).
 
 from __future__ import annotations
 
+import decimal
 import itertools
 import threading
 import time
-from concurrent.futures import CancelledError, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecutor
 
 import openai
 import pytest
@@ -64,6 +65,9 @@ class Meter:
     ({"per_minute": float("nan")}, ValueError, "per_minute must be a positive finite number, not nan"),
     ({"per_minute": float("inf")}, ValueError, "per_minute must be a positive finite number"),
     ({"per_second": "10"}, TypeError, "per_second must be a number, not str"),
+    ({"per_second": 10**400}, ValueError, "per_second must be a positive finite number, not 1000"),
+    ({"per_minute": decimal.Decimal("sNaN")}, ValueError,
+     "per_minute must be a positive finite number, not Decimal"),
     ({"executor": "pool", "max_in_flight": 2}, TypeError,
      "executor must be a concurrent.futures.Executor, not str"),
 ])
@@ -331,7 +335,8 @@ def _threads(fn, n: int) -> list[object]:
         except Exception as exc:  # the test inspects it
             out[i] = exc
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    # Daemon threads: a deadlock fails the test instead of keeping pytest from exiting.
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
@@ -455,6 +460,41 @@ def test_nested_jitted_functions_on_layered_throttles_do_not_deadlock():
     outer = _nested(base, xcs.throttle(base, max_in_flight=3), Meter())
     for _ in range(3):
         assert _threads(lambda i: outer([0, 1, 2]), 1) == [[2, 6, 10]]
+
+
+class _Inline(Executor):
+    """An executor that runs each call inside ``submit`` (any Executor is allowed)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: Future[object] = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+@pytest.mark.parametrize(("make", "cap"), [
+    (lambda: ThreadPoolExecutor(1), 1), (lambda: ThreadPoolExecutor(1), 4),
+    (lambda: ThreadPoolExecutor(2), 2), (lambda: ThreadPoolExecutor(2), 4), (_Inline, 2),
+], ids=["pool1-cap1", "pool1-cap4", "pool2-cap2", "pool2-cap4", "inline-cap2"])
+def test_nested_jitted_functions_on_a_throttle_over_a_small_pool_do_not_deadlock(make, cap):
+    """Each outer call runs on the pool's only workers and waits for the inner calls it
+    submitted (its slot given back): those queue behind it in the pool, or, on an
+    executor that runs calls inside submit, behind the call still starting.  A waiting
+    worker runs them itself, in the slots they hold."""
+    pool = make()
+    meter = Meter()
+    throttle = xcs.throttle(pool, max_in_flight=cap)
+    pipelines = [_nested(throttle, throttle, meter) for _ in range(2)]
+    try:
+        for _ in range(3):  # the trials, then replays
+            assert _threads(lambda i: pipelines[i]([0, 1, 2]), 2) == [[2, 6, 10]] * 2
+    finally:
+        pool.shutdown(wait=False)
+    assert all(p.stats().signatures[0].replays >= 1 for p in pipelines)
+    assert meter.peak <= cap
 
 
 def test_a_callee_that_fans_out_on_the_same_throttle_does_not_deadlock():

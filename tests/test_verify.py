@@ -406,3 +406,59 @@ def test_mutually_recursive_jitted_functions_pass():
     with warnings.catch_warnings():
         warnings.simplefilter("error", xcs.XcsWarning)
         xcs.verify(even_words, 4)
+
+
+def test_a_result_that_a_later_run_changes_is_compared_as_plain_returned_it():
+    """The function returns a global list its callees fill in the order they end: the plain
+    run's result is the very list the replay refills (compared by reference, it passed)."""
+    log: list[str] = []
+    b_done = threading.Event()
+    runs = []
+
+    def record(x):
+        time.sleep(SLOW)
+        if x == "a" and len(runs) > 2:
+            b_done.wait(10)
+        log.append(x)
+        if x == "b":
+            b_done.set()
+
+    def logged(xs):
+        runs.append(1)
+        b_done.clear()
+        log.clear()
+        for x in xs:
+            record(x)
+        return log
+
+    with pytest.raises(xcs.VerifyError, match=r"plain returned \['a', 'b'\], a replay returned "
+                                              r"\['b', 'a'\]"):
+        xcs.verify(logged, ["a", "b"])
+
+
+def test_an_iterator_argument_is_refused_with_its_name():
+    """The plain run would use it up: the jitted runs would see it empty."""
+    with pytest.raises(TypeError, match=r"verify\(pipeline\): its argument docs is an iterator "
+                                        r"\(generator\).*pass a list"):
+        xcs.verify(pipeline, (d for d in ["a", "bb"]))
+    with pytest.raises(TypeError, match=r"its argument docs is an iterator \(list_iterator\)"):
+        xcs.verify(pipeline, docs=iter(["a", "bb"]))
+
+
+@functools.cache
+def cached_embed(text):
+    time.sleep(SLOW)
+    return len(text)
+
+
+def test_a_callee_behind_an_lru_cache_is_no_false_difference():
+    """The plain run fills the cache; later runs (like a second plain call) call it less
+    (functools.cache is lru_cache(maxsize=None))."""
+    cached_embed.cache_clear()
+
+    def score(texts):
+        return [cached_embed(t) + len(llm(t)) for t in texts]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xcs.XcsWarning)
+        xcs.verify(score, ["a", "bb", "ccc"])

@@ -112,7 +112,7 @@ _pumping = _Pumping()
 class _Item:
     """A call waiting in a throttle's queue."""
 
-    __slots__ = ("args", "fn", "future", "key", "kwargs", "ran")
+    __slots__ = ("args", "fn", "future", "key", "kwargs", "ran", "stolen")
 
     def __init__(self, key: tuple[float, int], fn: Callable[..., Any] | None, args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> None:
@@ -122,6 +122,7 @@ class _Item:
         self.kwargs = kwargs
         self.future: Future[Any] = Future()
         self.ran = False  # the wrapped executor started it
+        self.stolen = False  # a waiting worker ran it instead (see ``run_one_here``)
 
     def __lt__(self, other: _Item) -> bool:
         return self.key < other.key
@@ -145,6 +146,9 @@ class Throttle(Executor):
         self._chain = tuple(chain)
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Item] = []  # a heap
+        # Calls started (in a slot) and handed to the wrapped executor, no worker has
+        # taken yet: a worker waiting for one may run it (``run_one_here``).
+        self._handed: dict[Future[Any], _Item] = {}
         self._count = itertools.count()
         self._running = 0  # calls started and not finished
         self._next = 0.0  # monotonic time before which no call may start
@@ -224,6 +228,40 @@ class Throttle(Executor):
         """
         self.acquire_rate()
         fn()
+
+    def run_one_here(self, future: Future[Any]) -> bool:
+        """Run, in this thread, a call that is started or may start now: ``future``'s own
+        if it is one, else the next the cap and the rate allow, else any started call
+        the wrapped executor has not given a worker.  False if there is none (every slot
+        is taken by a running call: wait for one to end, then ask again).
+
+        For a worker whose call gave its slot back (it submitted work here) and waits
+        for ``future``: the wrapped executor may have no free worker (all of them
+        waiting like this one) or run calls inside ``submit`` (then the call submitting
+        them is still starting one); a call queued there holds a slot it cannot use.
+        """
+        with self._cond:
+            item = self._handed.pop(future, None)
+            if item is None:
+                item = self._take()
+                if item is None and self._handed:
+                    item = self._handed.pop(next(iter(self._handed)))
+            if item is None:
+                return False
+            item.stolen = True
+        if not item.future.running() and not item.future.set_running_or_notify_cancel():
+            self._finished()  # taken from the queue, cancelled there
+            return True
+        if item.fn is None:  # a trial's call waiting in ``acquire``: it has its slot now
+            item.future.set_result(None)
+            return True
+        try:
+            value = self._run(item, here=True)
+        except BaseException as exc:
+            item.future.set_exception(exc)
+        else:
+            item.future.set_result(value)
+        return True
 
     def acquire(self) -> list[_Slot] | None:
         """Wait for a slot and the rate for a call the calling thread makes itself.
@@ -328,15 +366,26 @@ class Throttle(Executor):
             if self._remote:  # runs in another process: the throttle times the submission
                 inner = self.executor.submit(item.fn, *item.args, **item.kwargs)
             else:
+                with self._cond:
+                    self._handed[item.future] = item
                 inner = self.executor.submit(self._run, item)
         except BaseException as exc:
+            with self._cond:
+                if self._handed.pop(item.future, None) is None and item.stolen:
+                    return  # a waiting worker ran it
             item.future.set_exception(exc)
             self._finished()
             return
         inner.add_done_callback(lambda done: self._relay(done, item))
 
-    def _run(self, item: _Item) -> Any:
-        """On the wrapped executor's worker: start at the rate, hold the slot while running."""
+    def _run(self, item: _Item, here: bool = False) -> Any:
+        """On the wrapped executor's worker (or ``here``, in a waiting worker that took
+        it): start at the rate, hold the slot while running."""
+        if not here:
+            with self._cond:
+                if item.stolen:
+                    return None  # a waiting worker runs it (``_relay`` leaves it alone)
+                del self._handed[item.future]
         item.ran = True
         slot = _Slot(self)
         try:
@@ -367,6 +416,8 @@ class Throttle(Executor):
             self._last = time.monotonic()
 
     def _relay(self, inner: Future[Any], item: _Item) -> None:
+        if item.stolen:  # a waiting worker ran it, gave its slot back and set its future
+            return
         outer = item.future
         if inner.cancelled():  # the wrapped executor dropped it (it is shutting down)
             outer.set_exception(CancelledError())
@@ -432,7 +483,10 @@ def throttle(executor: Executor | None = None, *, max_in_flight: int | None = No
         if isinstance(value, bool) or not isinstance(value, numbers.Real | decimal.Decimal):
             raise XcsTypeError(f"throttle() {name} must be a number, "
                                f"not {type(value).__name__}: {value!r}")
-        rate = float(value)
+        try:
+            rate = float(value)  # OverflowError: an int past float's range; a signalling NaN
+        except (ArithmeticError, ValueError):
+            rate = math.nan
         if not rate > 0 or not math.isfinite(seconds / rate) or math.isinf(rate):
             raise XcsValueError(f"throttle() {name} must be a positive finite number, not {value!r}")
         interval = max(interval, seconds / rate)

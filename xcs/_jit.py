@@ -191,6 +191,14 @@ class Jitted(Protocol[_P, _R_co]):
 
     def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R_co: ...
 
+    @property
+    def __wrapped__(self) -> Callable[_P, _R_co]:
+        """The function without xcs (``functools.wraps``); of a partial, its plain partial."""
+        ...
+
+    __name__: str
+    __qualname__: str
+
     def stats(self) -> Stats:
         """The argument signatures seen so far and what was decided for each."""
         ...
@@ -1104,6 +1112,15 @@ class _Partial(functools.partial[Any]):
 
     def _jitted(self) -> Jitted[..., Any]:
         return cast("Jitted[..., Any]", self.func)
+
+    def __getattr__(self, name: str) -> Any:
+        """What ``functools.wraps`` gives a jitted function: ``__wrapped__`` (the plain
+        partial), and the name and qualified name of the function it calls."""
+        if name == "__wrapped__":
+            return functools.partial(self._jitted().__wrapped__, *self.args, **self.keywords)
+        if name in ("__name__", "__qualname__"):
+            return getattr(self.func, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 class _Fallback:

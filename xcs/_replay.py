@@ -66,6 +66,9 @@ C_CALLABLES = (BuiltinFunctionType, type(str.strip), type("".strip), type(dict._
 
 _live: weakref.WeakSet[Invocation] = weakref.WeakSet()  # invocations not yet finished
 _clock = time.perf_counter
+# How long a worker waiting for a throttled call, with every slot in use, sleeps before it
+# asks the throttle again (a slot freed by another function's call does not wake it).
+_HELP_POLL = 0.005
 
 
 class _WorkerState(threading.local):
@@ -508,11 +511,18 @@ class Invocation:
                 # waits, so that a pool of N workers never runs more than N calls.
                 # On a throttle: a thread whose call holds a slot (a trial's call, a
                 # deferred one) runs it in that slot, or the slot would never free.
+                help_throttle = False
                 if (state == QUEUED and self.claimable and (
                         _worker.busy if self.throttle is None else self.throttle.holds_slot())) or (
                         state == HELD and threading.get_ident() == self.body):
                     task.state = RUNNING
                     run_here = True
+                elif state == QUEUED and self.claimable and _worker.busy:
+                    # A worker whose call gave its throttle slot back: it runs what the
+                    # throttle has started and no worker took (its own call first).
+                    run_here = False
+                    help_throttle = True
+                    dep = None
                 elif state == WAITING:
                     dep = next((d for d in task.deps if d.state not in _FINISHED), None)
                     if dep is None and task.after is not None and task.after.state not in _FINISHED:
@@ -524,7 +534,13 @@ class Invocation:
                 else:
                     self.cond.wait()
                     continue
-            if run_here:
+            if help_throttle:
+                assert self.throttle is not None and task.future is not None
+                if not self.throttle.run_one_here(task.future):
+                    with self.cond:  # every slot is in use: one ends, or this task does
+                        if task.state == QUEUED:
+                            self.cond.wait(_HELP_POLL)
+            elif run_here:
                 if state == QUEUED and self.throttle is not None:
                     # In the slot this worker's call holds, at the throttle's rate; its
                     # place in the queue is given up (it would run nothing).

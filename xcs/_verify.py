@@ -24,7 +24,7 @@ import sys
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import CodeType, FrameType, FunctionType, MethodType, ModuleType
 from typing import Any, ParamSpec
@@ -91,9 +91,14 @@ def _verify(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
     plain = _unjitted(fn)
     name = str(getattr(plain, "__qualname__", None) or getattr(
         getattr(plain, "func", None), "__qualname__", repr(plain)))
-    arguments = _Arguments(plain, args, kwargs)
+    arguments = _Arguments(name, plain, args, kwargs)
+    cached = _cached_codes(plain)
     run_args, run_kwargs = arguments.fresh()
-    expected, expected_calls = _observe(plain, run_args, run_kwargs, _Watch(_codes(plain)))
+    outcome, expected_calls = _observe(plain, run_args, run_kwargs,
+                                       _Watch(_codes(plain), skip=cached))
+    # What plain returned, as it was: a later run may change the very object (a global
+    # list the function returns, ``self``).
+    expected = _snapshot(outcome)
     expected_left = arguments.left(run_args, run_kwargs)
     with ThreadPoolExecutor(thread_name_prefix="xcs-verify") as pool:
         with warnings.catch_warnings():
@@ -114,7 +119,7 @@ def _verify(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
             trial = _status(state) in (None, "new")
             # A trial installs the replay's code: take the function's code anew each run.
             watch = None if trial else _Watch(_codes(plain) | _codes(jitted), state.trampolines,
-                                              pool)
+                                              pool, cached)
             run_args, run_kwargs = arguments.fresh()
             got, calls = _observe(jitted, run_args, run_kwargs, watch)
             kind = "a replay" if _replays(state) > before else "the trial" if trial else "a call"
@@ -138,7 +143,7 @@ class _Arguments:
     or reset a fake's state, and concurrent calls may leave it in another order (a fake
     logging its calls) without any difference in what the function computes."""
 
-    def __init__(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(self, name: str, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.args, self.kwargs = args, kwargs
         try:
             names = list(inspect.signature(fn).bind(*args, **kwargs).arguments)
@@ -146,6 +151,12 @@ class _Arguments:
             names = []
         self.names = [names[i] if i < len(names) and not names[i].startswith("*") else f"#{i}"
                       for i in range(len(args))]
+        for argument, value in [*zip(self.names, args), *kwargs.items()]:
+            if isinstance(value, Iterator):
+                raise XcsTypeError(
+                    f"verify({name}): its argument {argument} is an iterator "
+                    f"({type(value).__name__}), which the plain run would use up before the "
+                    f"{RUNS} jitted runs: pass a list (or a tuple) of its items")
 
     def fresh(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         memo: dict[int, Any] = {}  # shared: two arguments holding one list still do
@@ -160,6 +171,34 @@ class _Arguments:
 
 
 _COPIED = (list, dict, set, bytearray, collections.deque, tuple)
+
+
+def _snapshot(outcome: tuple[str, Any]) -> tuple[str, Any, bytes | None]:
+    """``(how, value, pickle)``: the value with its builtin containers copied, and pickled
+    if it can be (for an object that a later run returns again, changed)."""
+    how, value = outcome
+    try:
+        pickled = pickle.dumps(value) if how == "returned" else None
+    except Exception:
+        pickled = None
+    return how, _copy(value, {}), pickled
+
+
+def _cached_codes(fn: Any) -> set[CodeType]:
+    """The code of the functions behind ``functools.lru_cache``/``cache`` that ``fn``'s
+    code names (globals, closure variables): their calls are not counted.  The plain
+    run fills the cache, so later runs enter them less, as a second plain call would."""
+    while isinstance(fn, MethodType | functools.partial):
+        fn = fn.__func__ if isinstance(fn, MethodType) else fn.func
+    if not isinstance(fn, FunctionType):
+        return set()
+    names = {n for code in _codes(fn) for n in code.co_names}
+    candidates = [fn.__globals__.get(n) for n in names]
+    candidates += [cell.cell_contents for cell in fn.__closure__ or ()
+                   if cell.cell_contents is not None]  # (an empty cell reads as ValueError)
+    return {inner.__code__ for c in candidates
+            if hasattr(c, "cache_info") and isinstance(inner := getattr(c, "__wrapped__", None),
+                                                       FunctionType)}
 
 
 def _copy(value: Any, memo: dict[int, Any]) -> Any:
@@ -260,11 +299,12 @@ class _Watch:
     ``pool`` (verify's own; another jitted function's, even the same function called
     recursively through its global name, are that function's calls, not these)."""
 
-    __slots__ = ("codes", "pool", "trampolines")
+    __slots__ = ("codes", "pool", "skip", "trampolines")
 
     def __init__(self, codes: set[CodeType], trampolines: dict[int, CodeType] | None = None,
-                 pool: Any = None) -> None:
+                 pool: Any = None, skip: set[CodeType] | None = None) -> None:
         self.codes = codes
+        self.skip = skip or set()  # callees whose calls are not counted (``_cached_codes``)
         self.trampolines = trampolines if trampolines is not None else {}  # by id (see _jit)
         self.pool = pool if pool is not None else object()
 
@@ -311,7 +351,7 @@ def _profile(frame: FrameType, event: str, arg: Any) -> None:
         caller = frame.f_back
         code = frame.f_code
         if (caller is None or code.co_filename.startswith(_HERE) or code.co_name.startswith("<")
-                or code in HELPERS or not _calling(caller, watch)):
+                or code in HELPERS or code in watch.skip or not _calling(caller, watch)):
             return  # xcs's own hooks; a comprehension or generator expression is no call
         key = f"{code.co_qualname}({_arguments(frame)})"
     elif event == "c_call":
@@ -400,6 +440,13 @@ def _same(a: Any, b: Any) -> bool:
         return _full(a) == _full(b)
 
 
+def _pickled(value: Any) -> bytes | None:
+    try:
+        return pickle.dumps(value)
+    except Exception:
+        return None
+
+
 def _full(value: Any) -> str:
     try:
         return _ADDRESS.sub("", repr(value))
@@ -407,9 +454,9 @@ def _full(value: Any) -> str:
         return f"<unrepresentable {type(value).__qualname__}: {type(exc).__name__}>"
 
 
-def _compare(name: str, run: str, expected: tuple[str, Any], got: tuple[str, Any],
+def _compare(name: str, run: str, expected: tuple[str, Any, bytes | None], got: tuple[str, Any],
              expected_calls: Counter[str] | None, calls: Counter[str] | None) -> None:
-    (how, value), (got_how, got_value) = expected, got
+    (how, value, pickled), (got_how, got_value) = expected, got
     where = f"{run} of {name}() differs from the plain call"
     if how != got_how:
         raise VerifyError(f"{where}: plain {how} {_outcome(how, value)}, "
@@ -418,7 +465,8 @@ def _compare(name: str, run: str, expected: tuple[str, Any], got: tuple[str, Any
         if type(value) is not type(got_value) or not _same(value.args, got_value.args):
             raise VerifyError(f"{where}: plain raised {_outcome(how, value)}, "
                               f"{run} raised {_outcome(got_how, got_value)}")
-    elif not _same(value, got_value):
+    elif not _same(value, got_value) or (value is got_value and pickled is not None
+                                         and _pickled(got_value) != pickled):
         raise VerifyError(f"{where}: plain returned {_short(value)}, {run} returned "
                           f"{_short(got_value)}")
     if expected_calls is None or calls is None:

@@ -65,6 +65,14 @@ def check_bare() -> None:
     needs_int_to_str(pooled)  # type: ignore[arg-type]
 
 
+def check_the_wrapped_function() -> None:
+    assert_type(bare.__wrapped__(1), str)
+    bare.__wrapped__("1")  # type: ignore[arg-type]
+    assert_type(bare.__name__, str)
+    assert_type(bare.__qualname__, str)
+    assert_type(given.__wrapped__([1]), int)
+
+
 def check_the_views() -> None:
     assert_type(bare.stats(), Stats)
     assert_type(bare.explain(), str)
