@@ -238,3 +238,199 @@ def test_a_filter_that_makes_a_slow_call_keeps_plains_order(body):
     for _ in range(3):
         assert f(DOCS) == expected
     assert replays(f) >= 3, f.explain()
+
+
+# -- a loop over a result that only filters into a list (ToT, multi-hop QA) ------------
+
+
+def search(q):
+    """A search tool: a list of passages, some shared between queries."""
+    gate.wait()
+    n = int(q[1:])
+    time.sleep(0.001 * (N - n) if gate.barrier is None else 0)  # later queries finish first
+    return [f"p{n}", f"p{n + 1}", "common"]
+
+
+def passages_per_query(queries):
+    context = []
+    for q in queries:
+        for passage in search(q):
+            if passage not in context:
+                context.append(passage)
+    return context
+
+
+def thoughts_per_state(states):
+    candidates = []
+    for state in states:
+        for thought in search(state):
+            candidates.append(state + ":" + thought)
+    return candidates, len(candidates)
+
+
+@pytest.mark.parametrize("body", [passages_per_query, thoughts_per_state],
+                         ids=lambda f: f.__name__)
+def test_the_calls_of_a_loop_over_results_overlap(body):
+    """``for x in search(q): ...`` waited for each result; the loop is a continuation now."""
+    expected = body(DOCS)
+    f = jit(body)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    gate.barrier = threading.Barrier(N, timeout=10)  # broken if a search waits for another
+    try:
+        got = f(DOCS)
+    finally:
+        gate.barrier = None
+    assert replays(f) == before + 1, f.explain()
+    assert got == expected
+
+
+seen_by_query: list[tuple[int, int]] = []
+
+
+def write_query(hop, context, i):
+    time.sleep(0.003)
+    seen_by_query.append((hop, len(context)))  # what plain shows it: the earlier hops' passages
+    return f"q{hop * 3 + i}"
+
+
+def hops(n):
+    context = []
+    for hop in range(n):
+        queries = []
+        for i in range(3):  # (a comprehension reading context makes it a cell on 3.11)
+            queries.append(write_query(hop, context, i))  # deferred: they receive context
+        for q in queries:
+            for passage in search(q):
+                if passage not in context:
+                    context.append(passage)
+    return context
+
+
+def test_calls_handed_the_list_see_it_as_plain_shows_it():
+    """The queries of a hop receive the list the previous hop's loops fill: they start
+    after those loops, and the loops of their hop run after them."""
+    seen_by_query.clear()
+    expected = hops(3)
+    expected_seen = sorted(seen_by_query)
+    f = jit(hops)
+    warm(f, 3, sites=1)
+    for _ in range(3):
+        seen_by_query.clear()
+        assert f(3) == expected
+        assert sorted(seen_by_query) == expected_seen
+    assert replays(f) >= 3, f.explain()
+    line = hops.__code__.co_firstlineno + 7  # the loop over a search: a continuation
+    assert f"continue (when their inputs arrive): test_filters.py:{line}" in f.explain(), (
+        f.explain())
+
+
+class Holder:
+    def keep(self, items):
+        self.items = items
+
+    def count(self):
+        return len(self.items)
+
+
+def kept_by_a_call_of_the_body(queries):
+    holder = Holder()
+    context = []
+    holder.keep(context)  # a fast call, made in the body: it may keep the list
+    for q in queries:
+        for passage in search(q):
+            if passage not in context:
+                context.append(passage)
+    seen = holder.count()  # reads the list without the body touching it
+    more = [propose(d) for d in queries]  # (overlap enough to replay)
+    return seen, context, more
+
+
+def test_a_list_a_call_of_the_body_received_is_filled_by_the_body():
+    """Only calls a replay defers or continues may have seen the list: ``holder.keep``
+    ran in the body and kept it, so the loops run in the body, in order."""
+    expected = kept_by_a_call_of_the_body(DOCS)
+    f = jit(kept_by_a_call_of_the_body)
+    warm(f, DOCS, sites=1)
+    for _ in range(3):
+        assert f(DOCS) == expected
+    assert replays(f) >= 3, f.explain()
+    line = kept_by_a_call_of_the_body.__code__.co_firstlineno + 5
+    assert (f"not deferred: test_filters.py:{line}: it changes an object others may see"
+            in f.explain()), f.explain()
+
+
+def nothing(q):
+    time.sleep(0.003)
+    return None if q == "d5" else [q]
+
+
+def iterates_what_may_be_none(queries):
+    out = []
+    for q in queries:
+        for x in nothing(q):  # TypeError for d5, as in plain
+            out.append(x.upper())
+    return out
+
+
+def test_a_loop_over_a_result_that_cannot_be_iterated_raises_what_plain_raises():
+    f = jit(iterates_what_may_be_none)
+    warm(f, DOCS[:4], sites=1)
+    before = replays(f)
+    (_, exc), (_, expected) = (outcome(f, DOCS), outcome(iterates_what_may_be_none, DOCS))
+    assert replays(f) == before + 1, f.explain()
+    assert type(exc) is type(expected) is TypeError and str(exc) == str(expected)
+    frames = traceback.extract_tb(exc.__traceback__)
+    plain_frames = traceback.extract_tb(expected.__traceback__)
+    assert [(fr.name, fr.lineno) for fr in frames[-1:]] == [
+        (fr.name, fr.lineno) for fr in plain_frames[-1:]], (frames, plain_frames)
+
+
+log: list[str] = []
+
+
+def lazily(q):
+    time.sleep(0.003)
+
+    def items():
+        for k in range(2):
+            log.append(f"{q}.{k}")  # runs while the loop iterates it
+            yield f"{q}{k}"
+
+    return items()
+
+
+def iterates_a_generator(queries):
+    out = []
+    for q in queries:
+        for x in lazily(q):
+            out.append(x)
+        log.append(f"after {q}")
+    return out
+
+
+def test_a_loop_over_a_generator_runs_in_the_body():
+    """Iterating a generator runs its code: that stays where plain runs it."""
+    log.clear()
+    expected = (iterates_a_generator(DOCS[:4]), list(log))
+    f = jit(iterates_a_generator)
+    for _ in range(4):
+        log.clear()
+        assert (f(DOCS[:4]), log) == expected
+    assert "its loop iterates a generator" in f.explain(), f.explain()
+
+
+def test_explain_says_why_a_loop_runs_as_written():
+    def uses_the_variable_after(queries):
+        out = []
+        for q in queries:
+            for x in search(q):
+                out.append(x)
+            last = x
+        return out, last
+
+    f = jit(uses_the_variable_after)
+    warm(f, DOCS[:3])
+    line = uses_the_variable_after.__code__.co_firstlineno + 3
+    assert (f"note: the loop at line {line} runs as written: the function uses 'x' "
+            "outside the loop too") in f.explain(), f.explain()

@@ -133,6 +133,14 @@ class Plan:
                 if used:
                     notes[s] += f"; {used}{_hint(used)}"
         continued = _continuations(graph, chosen, notes)
+        while True:  # a filter whose list a call in the body saw changes what others see
+            seen = {s for s in continued if sites[s].writes
+                    and not sites[s].handed_to <= chosen | continued}
+            if not seen:
+                break
+            for s in seen:
+                notes[s] = OUTSIDE
+            continued = _continuations(graph, chosen, notes)
         for s in continued:
             notes.pop(s, None)
         plain_time = graph.duration
@@ -198,6 +206,10 @@ _CONTAINERS = frozenset({"list", "dict", "set", "deque", "bytearray", "defaultdi
                          "OrderedDict", "Counter"})
 
 
+OUTSIDE = ("it changes an object others may see (a list the caller passed, a global): the "
+           "body makes it, after every deferred call")
+
+
 def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
                 facts: ExecutorFacts) -> dict[int, str]:
     """Why each site with recorded calls may not be deferred (absent: it may)."""
@@ -224,8 +236,7 @@ def _site_notes(graph: Graph, sites: list[Site] | tuple[Site, ...],
         elif site.outside or (not site.private and any(map(_mutator, nodes))):
             # Not a continuation either: a later call may read the object (a saved
             # ``add = G.append`` is a mutator too, whatever the flow could see).
-            notes[s] = ("it changes an object others may see (a list the caller passed, a "
-                        "global): the body makes it, after every deferred call")
+            notes[s] = OUTSIDE
         elif any(n.stays for n in nodes):
             notes[s] = next(n.stays for n in nodes if n.stays)
         elif any(n.opaque for n in nodes):

@@ -67,35 +67,41 @@ class Filter:
 
 def filters(fn: FunctionType, tree: ast.FunctionDef, bc: Bytecode,
             ) -> tuple[list[Filter], list[str]]:
-    """Outline each qualifying ``if`` of ``fn`` in ``bc`` (in place); also return why
-    an ``if`` shaped like a filter stays as written."""
+    """Outline each qualifying ``if`` (and ``for`` loop, see ``_loop_sink``) of ``fn`` in
+    ``bc`` (in place); also return why one shaped like a filter stays as written."""
     done: list[Filter] = []
     notes: list[str] = []
     code = fn.__code__
-    for node, path in _ifs(tree):
-        sink = _filter_sink(node)
+    outlined: set[int] = set()  # the loops outlined: the ifs inside them went with them
+    for node, path in _statements(tree):
+        if any(id(owner) in outlined for _, _, owner in path):
+            continue
+        loop = isinstance(node, ast.For)
+        sink = _loop_sink(node) if isinstance(node, ast.For) else _filter_sink(node)
         if sink is None:
             continue  # not a filter: no note
         target, test, expr = sink
+        what = f"the {'loop' if loop else 'if'} at line {node.lineno} runs as written"
         why = _shape(fn, tree, node, path, target, test, expr)
         if isinstance(why, str):
-            notes.append(f"the if at line {node.lineno} runs as written: {why}")
+            if not (loop and why.startswith("it calls")):  # (a loop of calls: deferred)
+                notes.append(f"{what}: {why}")
             continue
         try:
             helper = _helper(fn, node, why)
             same = all(_steps(code, e) == _steps(helper.__code__, e) != []
-                       for e in (test, expr))
+                       for e in (test, expr) if e is not None)
             if not same:
-                notes.append(f"the if at line {node.lineno} runs as written: its source does "
-                             "not match the function's code")
+                notes.append(f"{what}: its source does not match the function's code")
                 continue
             if not _splice(bc, node, helper, why):
-                notes.append(f"the if at line {node.lineno} runs as written: its code has an "
-                             "unexpected shape")
+                notes.append(f"{what}: its code has an unexpected shape")
                 continue
         except (SyntaxError, ValueError, TypeError) as exc:
-            notes.append(f"the if at line {node.lineno} runs as written: {exc}")
+            notes.append(f"{what}: {exc}")
             continue
+        if loop:
+            outlined.add(id(node))
         done.append(Filter(node.lineno, helper, why))
     return done, notes
 
@@ -108,11 +114,13 @@ def _steps(code: CodeType, expr: ast.expr) -> list[tuple[str, Any]]:
             if "JUMP" not in step[0] and step[1] != ("NoneType", "None")]
 
 
-def _ifs(tree: ast.FunctionDef) -> Iterator[tuple[ast.If, Any]]:
-    """The function's own ``if`` statements outside every ``try`` and ``with``, each
-    with its path (statement list, index, owner) from the function body down."""
+def _statements(tree: ast.FunctionDef) -> Iterator[tuple[ast.If | ast.For, Any]]:
+    """The function's own ``if`` and ``for`` statements outside every ``try`` and
+    ``with``, outermost first, each with its path (statement list, index, owner) from the
+    function body down."""
 
-    def walk(body: list[ast.stmt], owner: object, path: Any) -> Iterator[tuple[ast.If, Any]]:
+    def walk(body: list[ast.stmt], owner: object,
+             path: Any) -> Iterator[tuple[ast.If | ast.For, Any]]:
         for i, stmt in enumerate(body):
             here = (*path, (body, i, owner))
             if isinstance(stmt, ast.If):
@@ -120,6 +128,8 @@ def _ifs(tree: ast.FunctionDef) -> Iterator[tuple[ast.If, Any]]:
                 yield from walk(stmt.body, stmt.body, here)
                 yield from walk(stmt.orelse, stmt.orelse, here)
             elif isinstance(stmt, ast.For | ast.While):
+                if isinstance(stmt, ast.For):
+                    yield stmt, here
                 yield from walk(stmt.body, stmt, here)
                 yield from walk(stmt.orelse, stmt.orelse, here)
             elif isinstance(stmt, ast.Match):
@@ -133,14 +143,38 @@ def _filter_sink(node: ast.If) -> tuple[str, ast.expr, ast.expr] | None:
     """(list, test, value) of ``if test: list.append(value)``, else None."""
     if node.orelse or len(node.body) != 1:
         return None
+    sink = _append(node.body[0])
+    return None if sink is None else (sink[0], node.test, sink[1])
+
+
+def _loop_sink(node: ast.For) -> tuple[str, ast.expr | None, ast.expr] | None:
+    """(list, test or None, value) of ``for NAME in ITER: [if test:] list.append(value)``.
+
+    ToT's ``for thought in propose(...): candidates.append(state + thought)``, a
+    multi-hop ``for passage in search(q): if passage not in context: context.append(...)``:
+    the body would wait for the result to iterate it, and the next call (the next
+    state's proposal, the next query's search) would start only then.  The helper
+    takes the iterable: ``ITER`` is evaluated in the body, where it was (its calls are
+    deferred as usual), and the helper is a continuation on its value.
+    """
+    if node.orelse or len(node.body) != 1 or not isinstance(node.target, ast.Name):
+        return None
     stmt = node.body[0]
+    if isinstance(stmt, ast.If):
+        return _filter_sink(stmt)
+    sink = _append(stmt)
+    return None if sink is None else (sink[0], None, sink[1])
+
+
+def _append(stmt: ast.stmt) -> tuple[str, ast.expr] | None:
+    """(list, value) of the statement ``list.append(value)``, else None."""
     if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)):
         return None
     call = stmt.value
     if (isinstance(call.func, ast.Attribute) and call.func.attr == "append"
             and isinstance(call.func.value, ast.Name) and len(call.args) == 1
             and not call.keywords and not isinstance(call.args[0], ast.Starred)):
-        return call.func.value.id, node.test, call.args[0]
+        return call.func.value.id, call.args[0]
     return None
 
 
@@ -155,14 +189,22 @@ def _bad_test(test: ast.expr) -> str | None:
     return o._bad_expression(test)
 
 
-def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If, path: Any,
-           target: str, test: ast.expr, expr: ast.expr) -> str | _Params:
-    """Why the filter cannot be outlined, or the names the helper receives."""
+def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If | ast.For, path: Any,
+           target: str, test: ast.expr | None, expr: ast.expr) -> str | _Params:
+    """Why the filter cannot be outlined, or the names the helper receives (in order: the
+    list, for a loop the value it iterates, then the names its test and value read)."""
     code = fn.__code__
-    bad = _bad_test(test) or o._bad_expression(expr)
+    bad = (test is not None and _bad_test(test)) or o._bad_expression(expr)
     if bad:
         return bad
-    for n in (*ast.walk(test), *ast.walk(expr)):
+    read = [e for e in (test, expr) if e is not None]
+    var = None
+    if isinstance(node, ast.For):
+        why = _bad_loop(code, tree, node, target)
+        if why:
+            return why
+        var = node.target.id  # type: ignore[attr-defined]
+    for n in (m for e in read for m in ast.walk(e)):
         if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
                 and (n.func.id not in _FAST_BUILTINS or n.func.id in fn.__globals__
                      or n.func.id in code.co_varnames)):
@@ -176,7 +218,11 @@ def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If, path: Any,
         return f"{target!r} is not a list the function builds"
     shared = set(code.co_cellvars) | set(code.co_freevars)
     params: list[tuple[str, str]] = [(target, "fast")]
-    for name in [n.id for e in (test, expr) for n in ast.walk(e) if isinstance(n, ast.Name)]:
+    if var is not None:
+        params.append((_ITEMS, "stack"))
+    for name in [n.id for e in read for n in ast.walk(e) if isinstance(n, ast.Name)]:
+        if name == var:
+            continue  # bound by the helper's own loop
         if name in shared:
             return f"it reads {name!r}, a variable shared with another function"
         if name in locals_:
@@ -194,7 +240,34 @@ def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If, path: Any,
     return tuple(params)
 
 
-def _helper(fn: FunctionType, node: ast.If, params: _Params) -> FunctionType:
+# The helper's parameter for the value a loop iterates (``_bad_loop``: the function
+# has no name like it).
+_ITEMS = "xcs_items_"
+_NOT_IN_ITER = (ast.NamedExpr, ast.Yield, ast.YieldFrom, ast.Await)
+
+
+def _bad_loop(code: CodeType, tree: ast.FunctionDef, node: ast.For, target: str) -> str | None:
+    """Why a loop that only filters into a list cannot be outlined, else None."""
+    var = node.target.id  # type: ignore[attr-defined]
+    if var not in code.co_varnames or var in code.co_cellvars:
+        return f"its variable {var!r} is not a plain local"
+    if var == target:
+        return "it appends to its own loop variable"
+    inside = {id(n) for n in ast.walk(node)}
+    if any(isinstance(n, ast.Name) and n.id == var and id(n) not in inside
+           for n in ast.walk(tree)):
+        return f"the function uses {var!r} outside the loop too"
+    for n in ast.walk(node.iter):
+        if isinstance(n, _NOT_IN_ITER):
+            return f"what it iterates has a {type(n).__name__}"
+        if isinstance(n, ast.Name) and n.id == target:
+            return f"it iterates {target!r}, the list it fills"
+    if _ITEMS in code.co_varnames or _ITEMS in code.co_names:
+        return f"the function has a name {_ITEMS!r}"
+    return None
+
+
+def _helper(fn: FunctionType, node: ast.If | ast.For, params: _Params) -> FunctionType:
     """Compile the helper from the statement's own nodes (their positions kept)."""
 
     def at(n: Any) -> Any:  # the helper's own nodes: column 0, outside every span
@@ -202,6 +275,9 @@ def _helper(fn: FunctionType, node: ast.If, params: _Params) -> FunctionType:
         return n
 
     statement = copy.deepcopy(node)
+    if isinstance(statement, ast.For) and isinstance(node, ast.For):  # iterates what the
+        # body computed, at its place
+        statement.iter = ast.copy_location(ast.Name(id=_ITEMS, ctx=ast.Load()), node.iter)
     arguments = ast.arguments(posonlyargs=[ast.arg(p) for p, _ in params], args=[],
                               kwonlyargs=[], kw_defaults=[], defaults=[])
     name = fn.__code__.co_name
@@ -215,9 +291,13 @@ def _helper(fn: FunctionType, node: ast.If, params: _Params) -> FunctionType:
     code = next(c for c in compiled.co_consts if isinstance(c, CodeType))
     code = code.replace(co_qualname=fn.__code__.co_qualname)
     helper = FunctionType(code, fn.__globals__, name)
-    calls = o._direct_calls_of([node.test, node.body[0]])
+    calls = o._direct_calls_of([node.body[0]] if isinstance(node, ast.For)
+                               else [node.test, node.body[0]])
     helper.__xcs_calls__ = (tuple(p for p, _ in params), calls)  # type: ignore[attr-defined]
-    helper.__qualname__ = f"{fn.__qualname__}.<if at line {node.lineno}>"
+    kind = "for" if isinstance(node, ast.For) else "if"
+    helper.__qualname__ = f"{fn.__qualname__}.<{kind} at line {node.lineno}>"
+    if isinstance(node, ast.For):  # the parameter it iterates (``_trace.helper_stays``)
+        helper.__xcs_iterates__ = 1  # type: ignore[attr-defined]
     helper.__module__ = fn.__module__
     HELPERS.add(code)
     WRITERS.add(code)
@@ -234,7 +314,7 @@ _JUMPS = frozenset({"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT
 _ENDS = _JUMPS | {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE"}
 
 
-def _splice(bc: Bytecode, node: ast.If, helper: FunctionType, params: _Params) -> bool:
+def _splice(bc: Bytecode, node: ast.If | ast.For, helper: FunctionType, params: _Params) -> bool:
     """Replace the statement's instructions in ``bc`` by the helper call, in place.
 
     They are the contiguous run located inside the statement; every way out of it
@@ -251,8 +331,9 @@ def _splice(bc: Bytecode, node: ast.If, helper: FunctionType, params: _Params) -
     run = items[first:last + 1]
     if any(isinstance(x, TryBegin | TryEnd) for x in run):
         return False
-    if any(isinstance(x, Instr) and not o._inside(x.location, span) for x in run):
-        return False
+    if any(isinstance(x, Instr) and not o._inside(x.location, span)
+           and not (x.location is None or x.location.lineno is None) for x in run):
+        return False  # (3.11 gives a loop's jump back no position)
     own = {id(x) for x in run if isinstance(x, Label)}
     for i, x in enumerate(items):  # labels of the run are reached from the run only
         if isinstance(x, Instr) and isinstance(x.arg, Label) and id(x.arg) in own and not (
@@ -276,7 +357,30 @@ def _splice(bc: Bytecode, node: ast.If, helper: FunctionType, params: _Params) -
         return False
     loc = run[0].location if isinstance(run[0], Instr) else None
     loc = InstrLocation(span[0], span[2], span[1], span[3]) if loc is not None else loc
-    call = [*o._call(helper, params, loc), Instr("POP_TOP", location=loc)]
+    if isinstance(node, ast.For):
+        # The loop's own GET_ITER, FOR_ITER come last of the instructions computing what
+        # it iterates (those may hold a comprehension's loop, its body cannot): that
+        # prefix stays, evaluated where plain evaluates it, as the helper's 2nd argument.
+        loops = [k for k, x in enumerate(run) if isinstance(x, Instr) and x.name == "FOR_ITER"]
+        if not loops or loops[-1] < 1:
+            return False
+        k = loops[-1] - 1
+        while k > 0 and isinstance(run[k], Label):  # the loop's head
+            k -= 1
+        prefix, get_iter = run[:k], run[k]
+        if not (isinstance(get_iter, Instr) and get_iter.name == "GET_ITER") or any(
+                isinstance(x, Instr) and not o._inside(x.location, o._span(node.iter))
+                for x in prefix):
+            return False
+        inner = {id(x) for x in prefix if isinstance(x, Label)}
+        if any(isinstance(x, Instr) and isinstance(x.arg, Label) and id(x.arg) not in inner
+               for x in prefix):
+            return False  # it jumps out of what it computes (it cannot, but say so)
+        call = [*o._callable(helper, loc), *o._loads(params[:1], loc), *prefix,
+                *o._loads(params[2:], loc), *ops.call(len(params), loc),
+                Instr("POP_TOP", location=loc)]
+    else:
+        call = [*o._call(helper, params, loc), Instr("POP_TOP", location=loc)]
     if target is not after:
         if not isinstance(target, Label):
             return False

@@ -45,7 +45,12 @@ ITEMS = 256
 # A list an outlined filter (``_filters``) may still be appending to: the body's own
 # appends are then ordinary calls (checked against its owners), not gathers.
 FILTERED = 512
-PLAIN = ESC | NOTLIST | NOTDICT | OTHER
+# With ESC: seen by more than the calls it was handed to as an argument (stored, aliased,
+# captured, read by the body, of unknown origin).  An outlined filter may fill a list that
+# only calls a replay defers or continues saw: they own it while they run, and the filter
+# runs after them (``_replay``); not one others may hold (``o.items = lst``).
+SHARED = 1024
+PLAIN = ESC | NOTLIST | NOTDICT | OTHER | SHARED
 # A value that is never an object handed to a deferred call: a constant, a bool
 # result.  (Not ESC: ESC also means "may be an object someone else holds".)
 IMMUTABLE = NOTLIST | NOTDICT | OTHER
@@ -137,6 +142,24 @@ class Cfg:
                 if j < len(self.preds):
                     self.preds[j].append(i)
 
+    def reaches(self, start: int, goal: int) -> bool:
+        """Whether a path (an exception's to its handler too) leads from instruction
+        ``start`` on to ``goal``."""
+        seen, todo = {start}, [start]
+        while todo:
+            i = todo.pop()
+            nexts = [j for j, _ in self.succ[i]]
+            region = self.region[i]
+            if region is not None:
+                nexts.append(self._target(region.target))
+            for j in nexts:
+                if j == goal:
+                    return True
+                if j not in seen and j < len(self.instrs):
+                    seen.add(j)
+                    todo.append(j)
+        return False
+
     def _target(self, label: Any) -> int:
         try:
             return self.label_index[label]
@@ -213,6 +236,8 @@ class CallSite:
     holds: bool = False  # an operand may be a container holding placeholders
     private: bool = False  # a method of a container this frame built and nobody else saw
     first_escapes: bool = True  # its first argument may be an object others see
+    # the locals its first argument may be in, if it may have been handed to calls
+    first_aliases: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -237,6 +262,8 @@ class Flow:
     # index -> depths of the operands it reads that may be objects a deferred call
     # received: the replay checks them against the objects deferred calls own
     touches: dict[int, list[int]] = field(default_factory=dict)
+    # local -> the calls that received what it holds as an argument (``SHARED``)
+    handed: dict[str, set[int]] = field(default_factory=dict)
 
 
 def callee_name(val: Val) -> str | None:
@@ -396,7 +423,7 @@ class _Step:
         """Depth (1 = top) at instruction entry of the item at stack position ``pos``."""
         return self.depth0 - pos
 
-    def _observe(self, pos: int, val: Val, touch: bool = True) -> None:
+    def _observe(self, pos: int, val: Val, touch: bool = True, handed: bool = False) -> None:
         """The instruction observes ``val`` (at entry position ``pos``): resolve it first.
 
         With ``touch``, the instruction also reads the object: if a deferred call
@@ -408,11 +435,17 @@ class _Step:
             # Not a fresh value nobody saw, or a fresh list or dict (which may hold
             # objects a call owns: ``helper({"m": msgs})``).
             self.touch.append(self._depth_of(pos))
-        self._escape(val)
+        self._escape(val, handed)
 
-    def _escape(self, val: Val) -> None:
+    def _escape(self, val: Val, handed: bool = False) -> None:
+        """``val`` may now be seen by others: by anyone, or only by this call, which
+        receives it as an argument (``handed``: recorded in ``Flow.handed``)."""
+        bits = ESC if handed else ESC | SHARED
         for name in val.aliases:
-            self.locs[name] = self.locs.get(name, PLAIN) | ESC
+            self.locs[name] = self.locs.get(name, PLAIN) | bits
+        if handed and self.sim.recording:
+            for name in val.aliases:
+                self.sim.flow.handed.setdefault(name, set()).add(self.i)
 
     def after(self, jump: bool) -> State:
         stack = list(self.stack)
@@ -636,7 +669,9 @@ class _Step:
         site.private = callee.what in (APPEND, _PRIVATE)
         first = roles.index("arg") if "arg" in roles else -1
         if first >= 0:
-            site.first_escapes = bool(items[first].bits & ESC)
+            site.first_escapes = bool(items[first].bits & SHARED)
+            if items[first].bits & ESC:  # handed to calls on some path here (``handed``)
+                site.first_aliases = items[first].aliases
         if first >= 0 and not self._filter(callee):
             first = -1
         for k, (role, val) in enumerate(zip(roles, items)):
@@ -660,15 +695,15 @@ class _Step:
                 # Handed to the deferred call, which resolves it.  A *args or
                 # **kwargs operand is unpacked by CALL_FUNCTION_EX itself, so
                 # it must be a real iterable (its items may be placeholders).
-                self._escape(val)
+                self._escape(val, handed=role == "arg")
             elif site.append_to and not val.bits & LCT:
                 if val.bits & (PH | TCT):  # a tuple holding one is rebuilt in place too
                     held = LCT | (TLCT if val.bits & TCT else 0)
                     for local in site.append_to:
                         self.locs[local] = self.locs.get(local, PLAIN) | held
                 self._escape(val)
-            else:
-                self._observe(pos, val)
+            else:  # an argument: seen by this call only, unless the replay makes it here
+                self._observe(pos, val, handed=role == "arg")
         if sim.recording:
             sim.flow.calls[self.i] = site
         self._done([Val(PLAIN | PH) if deferred else CLEAN])
@@ -702,7 +737,7 @@ class _Step:
         bits = self.locs.get(cell, PLAIN)
         if bits & TAINT and self.sim.recording:
             self.sim.flow.resolve_cells.setdefault(self.i, []).append(cell)
-        self.locs[cell] = (bits & ~(TAINT | TLCT | ITEMS)) | ESC
+        self.locs[cell] = (bits & ~(TAINT | TLCT | ITEMS)) | ESC | SHARED
         self._done([Val()])
 
     def _enter_closure(self, code: CodeType | None) -> None:
@@ -731,7 +766,7 @@ class _Step:
             others = val.aliases - {local}
             if others:
                 self._escape(val)
-                bits |= ESC
+                bits |= ESC | SHARED
             self.locs[local] = bits
 
     def _op_DELETE_FAST(self) -> None:
@@ -766,7 +801,7 @@ class _Step:
         val = self.stack[-n]
         if not val.bits & ESC:  # two references to a fresh container: no longer fresh
             self._escape(val)
-            val = Val(val.bits | ESC, val.openers, val.aliases, val.what, val.origin)
+            val = Val(val.bits | ESC | SHARED, val.openers, val.aliases, val.what, val.origin)
             self.stack[-n] = val
         self._done([val])
 

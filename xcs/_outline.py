@@ -657,14 +657,20 @@ def _call(helper: FunctionType, params: tuple[tuple[str, str], ...],
           loc: Any) -> list[Instr]:
     """``helper(*params)``: the locals and globals the statement reads, loaded where
     plain starts to evaluate it."""
+    return [*_callable(helper, loc), *_loads(params, loc), *ops.call(len(params), loc)]
+
+
+def _callable(helper: FunctionType, loc: Any) -> list[Instr]:
+    """The two stack slots of a call of ``helper``: the function and the NULL."""
     fn = [Instr("LOAD_CONST", helper, location=loc)]
     null = [Instr("PUSH_NULL", location=loc)]
-    seq = null + fn if ops.SLOT_BELOW_CALLABLE else fn + null
-    for name, scope in params:
-        seq.append(Instr(ops.CHECKED_LOAD_FAST, name, location=loc) if scope == "fast" else
-                   Instr("LOAD_DEREF", CellVar(name), location=loc) if scope == "cell" else
-                   Instr("LOAD_GLOBAL", (False, name), location=loc))
-    return [*seq, *ops.call(len(params), loc)]
+    return null + fn if ops.SLOT_BELOW_CALLABLE else fn + null
+
+
+def _loads(params: tuple[tuple[str, str], ...], loc: Any) -> list[Instr]:
+    return [Instr(ops.CHECKED_LOAD_FAST, name, location=loc) if scope == "fast" else
+            Instr("LOAD_DEREF", CellVar(name), location=loc) if scope == "cell" else
+            Instr("LOAD_GLOBAL", (False, name), location=loc) for name, scope in params]
 
 
 def comprehension_cells(code: CodeType) -> frozenset[str]:

@@ -76,6 +76,9 @@ class Site:
     # builtin that consumes it whole (``"".join``, ``sum``, ``list`` ...) drains it
     outside: bool = False  # a mutating method (``append``...) of an object others may see
     writes: bool = False  # the call of an outlined filter (``_filters``): it fills a list
+    # for such a call: the sites whose calls received that list; it may be a continuation
+    # only if a replay defers or continues every one of them (``_analyze``)
+    handed_to: frozenset[int] = frozenset()
     private: bool = False  # a method of a container the body built that nobody else saw
 
     @property
@@ -240,6 +243,12 @@ class Program:
                         writes=bool(call.openers & writers), private=call.private)
             unit.site_ids[index] = site.id
             self.sites.append(site)
+        for index, call in flow.calls.items():  # what a filter's list was handed to
+            site = self.sites[unit.site_ids[index]]
+            if site.writes:  # by a call the filter may run after (-1: not a site)
+                self.sites[site.id] = dataclasses.replace(site, handed_to=frozenset(
+                    unit.site_ids.get(j, -1) for name in call.first_aliases
+                    for j in flow.handed.get(name, ()) if j != index and cfg.reaches(j, index)))
         if kind != "nested":  # operators that placeholders can reach when all is deferred
             deferred = frozenset(i for i, s in unit.site_ids.items() if self.sites[s].deferrable)
             lazy: frozenset[int] = frozenset()

@@ -146,6 +146,11 @@ def _owner_stays(owner: Any) -> str | None:
     return None
 
 
+# What an outlined loop may iterate in a continuation: builtin containers, whose
+# iteration runs no Python code.
+_ITERATED = frozenset({list, tuple, dict, set, frozenset, str, bytes, range})
+
+
 def helper_stays(fn: FunctionType, operands: tuple[Any, ...]) -> str | None:
     """Why an outlined try's helper must run in the body's thread: one of the calls it
     makes directly is of a function that must (``print`` by another name, ``sleep``,
@@ -153,6 +158,13 @@ def helper_stays(fn: FunctionType, operands: tuple[Any, ...]) -> str | None:
     the body passes it and from globals and modules, without running any code."""
     params, calls = fn.__xcs_calls__  # type: ignore[attr-defined]
     values = dict(zip(params, operands))
+    iterates = getattr(fn, "__xcs_iterates__", None)  # an outlined loop (``_filters``)
+    if iterates is not None and iterates < len(operands) and (
+            type(operands[iterates]) not in _ITERATED):
+        # Iterating it runs code of its own (a generator, a file, a user's iterator):
+        # in plain it runs here, at this point of the body.
+        return (f"its loop iterates a {type(operands[iterates]).__name__}, whose own code "
+                "would run elsewhere")
     for root, chain in calls:
         if root in values:
             obj = values[root]
