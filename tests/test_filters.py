@@ -434,3 +434,31 @@ def test_explain_says_why_a_loop_runs_as_written():
     line = uses_the_variable_after.__code__.co_firstlineno + 3
     assert (f"note: the loop at line {line} runs as written: the function uses 'x' "
             "outside the loop too") in f.explain(), f.explain()
+
+
+def reuses_the_name_in_a_generator_expression(queries):
+    out = []
+    for q in queries:
+        for h in search(q):
+            out.append(h)
+    return "|".join(h.upper() for h in out)  # another h: the generator expression's own
+
+
+def reads_the_variable_in_a_comprehension(queries):
+    out = []
+    for q in queries:
+        for h in search(q):
+            out.append(h)
+    return out, [h + "!" for _ in range(1)]  # the loop's h: plain leaves the last item
+
+
+def test_a_loop_variable_is_told_from_a_nested_scopes_own():
+    for body, outlined in [(reuses_the_name_in_a_generator_expression, True),
+                           (reads_the_variable_in_a_comprehension, False)]:
+        expected = body(DOCS[:3])
+        f = jit(body)
+        warm(f, DOCS[:3])
+        assert f(DOCS[:3]) == expected
+        line = body.__code__.co_firstlineno + 3
+        note = f"note: the loop at line {line} runs as written"
+        assert (note not in f.explain()) is outlined, f.explain()

@@ -198,12 +198,6 @@ def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If | ast.For, path
     if bad:
         return bad
     read = [e for e in (test, expr) if e is not None]
-    var = None
-    if isinstance(node, ast.For):
-        why = _bad_loop(code, tree, node, target)
-        if why:
-            return why
-        var = node.target.id  # type: ignore[attr-defined]
     for n in (m for e in read for m in ast.walk(e)):
         if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
                 and (n.func.id not in _FAST_BUILTINS or n.func.id in fn.__globals__
@@ -211,6 +205,12 @@ def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If | ast.For, path
             # ``if judge(r):`` may be a slow call of its own: deferred in the body as
             # written, it overlaps; inside the filter it would run in order.
             return f"it calls {n.func.id}(), which may be slow"
+    var = None
+    if isinstance(node, ast.For):
+        why = _bad_loop(code, tree, node, target)
+        if why:
+            return why
+        var = node.target.id  # type: ignore[attr-defined]
     locals_ = set(code.co_varnames)
     unsafe = o._unbindable(tree)
     if (target not in locals_ or not o._only_lists(tree, target) or target in unsafe
@@ -253,9 +253,7 @@ def _bad_loop(code: CodeType, tree: ast.FunctionDef, node: ast.For, target: str)
         return f"its variable {var!r} is not a plain local"
     if var == target:
         return "it appends to its own loop variable"
-    inside = {id(n) for n in ast.walk(node)}
-    if any(isinstance(n, ast.Name) and n.id == var and id(n) not in inside
-           for n in ast.walk(tree)):
+    if _used_outside(tree, node, var):
         return f"the function uses {var!r} outside the loop too"
     for n in ast.walk(node.iter):
         if isinstance(n, _NOT_IN_ITER):
@@ -265,6 +263,29 @@ def _bad_loop(code: CodeType, tree: ast.FunctionDef, node: ast.For, target: str)
     if _ITEMS in code.co_varnames or _ITEMS in code.co_names:
         return f"the function has a name {_ITEMS!r}"
     return None
+
+
+def _used_outside(tree: ast.FunctionDef, loop: ast.For, var: str) -> bool:
+    """Does the function name ``var`` outside ``loop``?  Not counted: a comprehension,
+    lambda or function of its own that binds the name (``for h, s in zip(...)`` of a
+    generator expression is another ``h``)."""
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        n = stack.pop()
+        if n is loop:
+            continue
+        if isinstance(n, ast.Name) and n.id == var:
+            return True
+        if isinstance(n, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp) and any(
+                isinstance(t, ast.Name) and t.id == var
+                for g in n.generators for t in ast.walk(g.target)):
+            stack.append(n.generators[0].iter)  # evaluated in the function's scope
+            continue
+        if isinstance(n, ast.Lambda | ast.FunctionDef | ast.AsyncFunctionDef) and var in {
+                a.arg for a in ast.walk(n.args) if isinstance(a, ast.arg)}:
+            continue
+        stack.extend(ast.iter_child_nodes(n))
+    return False
 
 
 def _helper(fn: FunctionType, node: ast.If | ast.For, params: _Params) -> FunctionType:
