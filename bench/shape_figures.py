@@ -156,8 +156,31 @@ def genexpr_per_group(docs):  # a generator expression per report, in a loop
     return out
 
 
+def search(d):
+    time.sleep(LATENCY)
+    return [f"p{d}", f"p{d + 1}", "common"]
+
+
+def loop_over_result(docs):  # Tree-of-Thoughts' proposals: a loop over each result
+    candidates = []
+    for d in docs:
+        for thought in search(d):
+            candidates.append(f"{d}:{thought}")
+    return candidates
+
+
+def loop_filter(docs):  # multi-hop QA: keep each search's new passages
+    context = []
+    for d in docs:
+        for passage in search(d):
+            if passage not in context:
+                context.append(passage)
+    return context
+
+
 SHAPES = [attribute_chain, str_method, json_loads, length, unpacking, dict_of_pending, helper,
-          genexpr_join, try_append, try_loads, if_filter, key_lambda, genexpr_per_group]
+          genexpr_join, try_append, try_loads, if_filter, key_lambda, genexpr_per_group,
+          loop_over_result, loop_filter]
 
 
 def measure(fn, docs):

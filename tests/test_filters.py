@@ -462,3 +462,33 @@ def test_a_loop_variable_is_told_from_a_nested_scopes_own():
         line = body.__code__.co_firstlineno + 3
         note = f"note: the loop at line {line} runs as written"
         assert (note not in f.explain()) is outlined, f.explain()
+
+
+class Client:
+    def ask(self, d):
+        gate.wait()
+        return f"<{d}>"
+
+
+def asks_per_item(docs):
+    client = Client()
+    out = []
+    for d in docs:
+        out.append(client.ask(d).strip("<>"))  # the map shape: each call deferred
+    return out
+
+
+def test_a_loop_of_method_calls_stays_the_map_shape():
+    """Only methods of the loop's items may run in an outlined loop: the calls of
+    ``client.ask(d)`` are deferred one by one, as before, and overlap."""
+    expected = asks_per_item(DOCS)
+    f = jit(asks_per_item)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    gate.barrier = threading.Barrier(N, timeout=10)
+    try:
+        got = f(DOCS)
+    finally:
+        gate.barrier = None
+    assert replays(f) == before + 1, f.explain()
+    assert got == expected

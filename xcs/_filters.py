@@ -207,10 +207,20 @@ def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If | ast.For, path
             return f"it calls {n.func.id}(), which may be slow"
     var = None
     if isinstance(node, ast.For):
+        var = node.target.id  # type: ignore[attr-defined]
+        for n in (m for e in read for m in ast.walk(e)):
+            # A loop's own methods of what it iterates (``p.strip()``) run on its items;
+            # ``out.append(client.ask(d))`` over plain items is the map shape: each call
+            # is deferred in the body and overlaps, in the helper they would run in turn.
+            root = n.func if isinstance(n, ast.Call) else None
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and not (
+                    isinstance(root, ast.Name) and root.id == var):
+                return f"it calls .{n.func.attr}() of something else than its items"
         why = _bad_loop(code, tree, node, target)
         if why:
             return why
-        var = node.target.id  # type: ignore[attr-defined]
     locals_ = set(code.co_varnames)
     unsafe = o._unbindable(tree)
     if (target not in locals_ or not o._only_lists(tree, target) or target in unsafe
