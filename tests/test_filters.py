@@ -492,3 +492,66 @@ def test_a_loop_of_method_calls_stays_the_map_shape():
         gate.barrier = None
     assert replays(f) == before + 1, f.explain()
     assert got == expected
+
+
+# -- found by an adversarial run ---------------------------------------------------------
+
+
+def returns_what_it_got(x):
+    time.sleep(0.004)  # slow: deferred, and it returns the list it was handed
+    return x
+
+
+def read_through_a_result(queries):
+    context = []
+    same = returns_what_it_got(context)
+    for q in queries:
+        for passage in search(q):
+            context.append(passage)
+    holder = Holder()
+    holder.keep(same)  # a continuation on the result: it must see the list filled
+    return len(same), holder.count()
+
+
+def extend(t):
+    time.sleep(0.003)
+    return [t + "a", t + "b"]
+
+
+def grows_from_its_own_variable(t, n):
+    out = []
+    for _ in range(n):
+        for t in extend(t):  # noqa: B020 (reads the t the previous round left, its last item)
+            out.append(t)
+    return out
+
+
+CONFIG = {"suffix": "1"}
+
+
+def bump():
+    CONFIG["suffix"] = "2"  # a fast call of the body changes a global the filter reads
+
+
+def reads_a_global(queries):
+    out = []
+    for q in queries:
+        for passage in search(q):
+            out.append(passage + CONFIG["suffix"])
+    bump()
+    return out
+
+
+@pytest.mark.parametrize(("body", "args"), [
+    (read_through_a_result, (DOCS,)), (grows_from_its_own_variable, ("d1", 3)),
+    (reads_a_global, (DOCS,))], ids=lambda x: getattr(x, "__name__", ""))
+def test_what_the_body_reads_is_what_plain_reads(body, args):
+    """A list read through a deferred call's result waits for the filters; a loop whose
+    iterable reads its own variable, or whose value reads a global a later call may
+    change, runs as written."""
+    CONFIG["suffix"] = "1"
+    expected = body(*args)
+    f = jit(body)
+    for _ in range(4):
+        CONFIG["suffix"] = "1"
+        assert f(*args) == expected, f.explain()

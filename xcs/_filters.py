@@ -36,6 +36,7 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
+import types
 from collections.abc import Iterator
 from types import CodeType, FunctionType
 from typing import Any
@@ -240,6 +241,10 @@ def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If | ast.For, path
                 return f"{name!r} may be unbound at the if"
             scope = "fast"
         elif name in fn.__globals__:
+            if not isinstance(fn.__globals__[name], _FIXED):
+                # Read when the filter runs, after the body went on: another function
+                # the body calls may change it meanwhile (``CONFIG["k"] = ...``).
+                return f"it reads the global {name!r}, which may change before it runs"
             scope = "global"
         elif hasattr(builtins, name):
             continue  # a builtin: the helper looks it up as plain does
@@ -282,7 +287,8 @@ def _used_outside(tree: ast.FunctionDef, loop: ast.For, var: str) -> bool:
     stack: list[ast.AST] = list(tree.body)
     while stack:
         n = stack.pop()
-        if n is loop:
+        if n is loop:  # what it iterates is evaluated before the loop binds the name
+            stack.append(loop.iter)
             continue
         if isinstance(n, ast.Name) and n.id == var:
             return True
@@ -334,6 +340,11 @@ def _helper(fn: FunctionType, node: ast.If | ast.For, params: _Params) -> Functi
     WRITERS.add(code)
     return helper
 
+
+# Globals a filter may read: what their contents are cannot change (a module's or a
+# class's attributes are looked up as in plain, at the filter's time: like a callee's).
+_FIXED = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type, int, float,
+          complex, str, bytes, bool, type(None), frozenset, range)
 
 # Builtins a filter's test or value may call (fast, and they run no code of the body's).
 _FAST_BUILTINS = frozenset({"len", "str", "int", "float", "bool", "repr", "abs", "round",

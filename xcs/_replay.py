@@ -318,6 +318,24 @@ class Invocation:
             found = list(self.writers)
         return [t for t in found if t in self.writers and t not in deps]
 
+    def _behind_writers(self, task: Task) -> bool:
+        """A call whose inputs just arrived may have received, through them, a list an
+        earlier filter is still filling (a deferred call returned the list it was
+        handed): it waits for that filter, as it would have come after it in plain."""
+        found = [t for t in self._after_writers(
+            (task.fn, *task.args, *task.kwargs.values()), []) if t.seq < task.seq]
+        if not found:
+            return False
+        with self.cond:
+            if task.state != WAITING:
+                return True
+            for dep in found:
+                if dep.state not in _FINISHED:
+                    dep.dependents.append(task)
+                    task.deps.append(dep)
+                    task.deps_left += 1
+            return task.deps_left > 0
+
     def continuation(self, site: int, line: int, fn: Any, args: tuple[Any, ...],
                      kwargs: dict[str, Any], scan: bool, via: Any,
                      frames: tuple[tuple[tuple[FrameType, int], ...], int] | None) -> Any:
@@ -663,6 +681,8 @@ class Invocation:
                 task.kwargs[key] = _resolved(value)
             if type(task.fn) is Pending:
                 task.fn = _resolved(task.fn)
+            if self.writers and self._behind_writers(task):
+                return  # submitted when they have run
         if task.site >= 0 and task.after is None and self._follows(task):
             return
         if task.inline:
