@@ -268,8 +268,16 @@ def thoughts_per_state(states):
     return candidates, len(candidates)
 
 
-@pytest.mark.parametrize("body", [passages_per_query, thoughts_per_state],
-                         ids=lambda f: f.__name__)
+def read_by_a_comprehension(states):
+    candidates = []
+    for state in states:
+        for thought in search(state):
+            candidates.append(state + ":" + thought)
+    return [candidates[i] for i in range(0, len(candidates), 2)]  # 3.11: a cell
+
+
+@pytest.mark.parametrize("body", [passages_per_query, thoughts_per_state,
+                                  read_by_a_comprehension], ids=lambda f: f.__name__)
 def test_the_calls_of_a_loop_over_results_overlap(body):
     """``for x in search(q): ...`` waited for each result; the loop is a continuation now."""
     expected = body(DOCS)

@@ -30,6 +30,7 @@ from xcs import jit
 from xcs._trace import stays_here
 
 from .conftest import Forwarding, OwnThreads
+from .test_contract import warm
 
 SLOW = 0.02  # long enough for a body that does not wait to run ahead of the callee
 
@@ -630,8 +631,7 @@ def test_objects_shared_read_only_by_deferred_calls_still_overlap():
                                           prompt=prompt) for d in docs]
 
     docs = ["a", "b", "c", "d"]
-    f(docs)
-    f(docs)
+    warm(f, docs, sites=1)  # (a trial on a loaded machine may misjudge: traced again)
     client.completions.barrier = threading.Barrier(4, timeout=10)
     assert f(docs) == ["be briefa", "be briefb", "be briefc", "be briefd"]
     assert replays(f) >= 2, f.explain()
@@ -649,8 +649,7 @@ def test_a_subscript_reads_the_container_not_the_callee_it_holds():
         return [models[0](d) for d in docs]
 
     docs = ["a", "b", "c", "d"]
-    f(docs)
-    f(docs)
+    warm(f, docs, sites=1)
     models[0].expect_overlap(4)
     assert f(docs) == ["m(a)", "m(b)", "m(c)", "m(d)"]
     assert replays(f) >= 2, f.explain()

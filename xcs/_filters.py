@@ -222,13 +222,16 @@ def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If | ast.For, path
         why = _bad_loop(code, tree, node, target)
         if why:
             return why
-    locals_ = set(code.co_varnames)
+    # 3.11: a variable that only the function's comprehensions read is a cell, which
+    # the flow tracks like a local (``_outline.comprehension_cells``): so may a filter.
+    cells = o.comprehension_cells(code)
+    locals_ = set(code.co_varnames) | cells
     unsafe = o._unbindable(tree)
     if (target not in locals_ or not o._only_lists(tree, target) or target in unsafe
             or not o._bound_before(tree, path, target)):
         return f"{target!r} is not a list the function builds"
-    shared = set(code.co_cellvars) | set(code.co_freevars)
-    params: list[tuple[str, str]] = [(target, "fast")]
+    shared = (set(code.co_cellvars) | set(code.co_freevars)) - cells
+    params: list[tuple[str, str]] = [(target, "cell" if target in cells else "fast")]
     if var is not None:
         params.append((_ITEMS, "stack"))
     for name in [n.id for e in read for n in ast.walk(e) if isinstance(n, ast.Name)]:
@@ -239,7 +242,7 @@ def _shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If | ast.For, path
         if name in locals_:
             if name in unsafe or not o._bound_before(tree, path, name):
                 return f"{name!r} may be unbound at the if"
-            scope = "fast"
+            scope = "cell" if name in cells else "fast"
         elif name in fn.__globals__:
             if not isinstance(fn.__globals__[name], _FIXED):
                 # Read when the filter runs, after the body went on: another function
