@@ -90,19 +90,25 @@ FILTERS = [kept_if_not_none, kept_if_truthy_stripped, kept_by_a_comparison,
            kept_unless_declined]
 
 
-@pytest.mark.parametrize("body", FILTERS, ids=lambda f: f.__name__)
-def test_the_calls_of_a_filtering_loop_overlap(body):
+def _overlaps(body):
+    """A replay of ``body`` over DOCS makes its N calls at once (a Barrier of N breaks
+    if one waits for another) and returns what plain returns."""
     expected = body(DOCS)
     f = jit(body)
     warm(f, DOCS, sites=1)
     before = replays(f)
-    gate.barrier = threading.Barrier(N, timeout=10)  # broken if a call waits for another
+    gate.barrier = threading.Barrier(N, timeout=10)
     try:
         got = f(DOCS)
     finally:
         gate.barrier = None
     assert replays(f) == before + 1, f.explain()
     assert got == expected
+
+
+@pytest.mark.parametrize("body", FILTERS, ids=lambda f: f.__name__)
+def test_the_calls_of_a_filtering_loop_overlap(body):
+    _overlaps(body)
 
 
 def aggregate(q, refs):
@@ -280,17 +286,7 @@ def read_by_a_comprehension(states):
                                   read_by_a_comprehension], ids=lambda f: f.__name__)
 def test_the_calls_of_a_loop_over_results_overlap(body):
     """``for x in search(q): ...`` waited for each result; the loop is a continuation now."""
-    expected = body(DOCS)
-    f = jit(body)
-    warm(f, DOCS, sites=1)
-    before = replays(f)
-    gate.barrier = threading.Barrier(N, timeout=10)  # broken if a search waits for another
-    try:
-        got = f(DOCS)
-    finally:
-        gate.barrier = None
-    assert replays(f) == before + 1, f.explain()
-    assert got == expected
+    _overlaps(body)
 
 
 seen_by_query: list[tuple[int, int]] = []
@@ -489,17 +485,7 @@ def asks_per_item(docs):
 def test_a_loop_of_method_calls_stays_the_map_shape():
     """Only methods of the loop's items may run in an outlined loop: the calls of
     ``client.ask(d)`` are deferred one by one, as before, and overlap."""
-    expected = asks_per_item(DOCS)
-    f = jit(asks_per_item)
-    warm(f, DOCS, sites=1)
-    before = replays(f)
-    gate.barrier = threading.Barrier(N, timeout=10)
-    try:
-        got = f(DOCS)
-    finally:
-        gate.barrier = None
-    assert replays(f) == before + 1, f.explain()
-    assert got == expected
+    _overlaps(asks_per_item)
 
 
 # -- found by an adversarial run ---------------------------------------------------------

@@ -540,7 +540,6 @@ class Invocation:
                     # throttle has started and no worker took (its own call first).
                     run_here = False
                     help_throttle = True
-                    dep = None
                 elif state == WAITING:
                     dep = next((d for d in task.deps if d.state not in _FINISHED), None)
                     if dep is None and task.after is not None and task.after.state not in _FINISHED:
