@@ -128,9 +128,12 @@ def _racy_tickets(calls):
 def test_a_racy_callee_is_named_with_the_values_that_differ():
     """A read-modify-write of shared state by concurrent calls: plain counts 0..3,
     the replay's overlapping calls all read 0."""
-    with pytest.raises(xcs.VerifyError, match=r"a replay of .*tickets\(\) differs from the plain "
-                                              r"call: plain returned \[0, 1, 2, 3\], a replay "
-                                              r"returned \[0, 0, 0, 0\]"):
+    # The first call overlaps the calls after its first one (which shows the callee slow):
+    # they read what that one wrote, unless the machine stalls; the replays all read 0.
+    with pytest.raises(xcs.VerifyError, match=r"(the first call|a replay) of .*tickets\(\) differs "
+                                              r"from the plain call: plain returned \[0, 1, 2, 3\], "
+                                              r"(the first call returned \[0, 1, [12], [12]\]|"
+                                              r"a replay returned \[0, 0, 0, 0\])"):
         xcs.verify(_racy_tickets(4), "abcd")
 
 
@@ -184,8 +187,10 @@ def test_an_exception_that_differs_is_named():
         state["runs"] += 1
         return [fragile(x) for x in xs]
 
-    with pytest.raises(xcs.VerifyError, match=r"plain returned \[1, 2, 3\], a replay raised "
-                                              r"RuntimeError: busy at call 2"):
+    # The first call overlaps the calls after its first one: one of the two raises.
+    with pytest.raises(xcs.VerifyError, match=r"plain returned \[1, 2, 3\], (a replay raised "
+                                              r"RuntimeError: busy at call 2|the first call raised "
+                                              r"RuntimeError: busy at call [23])"):
         xcs.verify(run, [1, 2, 3])
 
 
@@ -238,7 +243,8 @@ def test_a_race_is_caught_under_a_tracer_too():
 
     sys.settrace(tracer)
     try:
-        with pytest.raises(xcs.VerifyError, match=r"plain returned \[0, 1, 2\], a replay"):
+        with pytest.raises(xcs.VerifyError,
+                           match=r"plain returned \[0, 1, 2\], (a replay|the first call)"):
             xcs.verify(tickets, "abc")
     finally:
         sys.settrace(None)

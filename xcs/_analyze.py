@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from xcs._callees import CPU_BOUND, MIN_DURATION
 from xcs._graph import Graph, Node
 from xcs._owners import MUTATORS
 from xcs._trace import FRAME
@@ -22,18 +23,13 @@ from xcs._trace import FRAME
 if TYPE_CHECKING:  # the rewrite stage needs bytecode support; analysis does not
     from xcs._rewrite import Site
 
-__all__ = ["ExecutorFacts", "Plan"]
+__all__ = ["CPU_BOUND", "MIN_DURATION", "ExecutorFacts", "Plan"]
 
 MIN_SPEEDUP = 1.2  # below this estimate, later calls run the plain function
-MIN_DURATION = 100e-6  # a call shorter than this is not worth a trip to a worker
 SUBMIT_COST = 20e-6  # body time to defer one call (task, submit, placeholder)
 CONTINUE_COST = 3e-6  # body time to make a continuation (a task, no submit)
 FAST = "its calls are fast"  # how the note of a fast site starts
 START_LATENCY = 60e-6  # from submit to the worker running the call
-# CPU time / wall time above which a call is CPU-bound.  I/O-bound calls sit near
-# 0.01; a CPU-bound call on a machine busy with other work gets well under a
-# full core, so the bar is low.
-CPU_BOUND = 0.2
 
 
 @dataclass(frozen=True, slots=True)

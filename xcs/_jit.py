@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from types import CodeType, FrameType, FunctionType, GeneratorType, MethodType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
-from xcs import _compat, _explain, _owners, _replay
+from xcs import _callees, _compat, _explain, _owners, _replay
 from xcs._analyze import MIN_DURATION, ExecutorFacts, Plan
-from xcs._codes import fold_helper
+from xcs._codes import HELPERS, fold_helper
 from xcs._errors import RewriteError, XcsTypeError, XcsValueError, XcsWarning
 from xcs._executors import DEFAULT_WORKERS, Throttle, default_executor, remote
 from xcs._graph import Graph
 from xcs._replay import Invocation, Pending, Timeline
-from xcs._trace import Recorder, drains, pure_value, shares_state, stays_here
+from xcs._trace import Recorder, drains, helper_stays, pure_value, shares_state, stays_here
 
 if TYPE_CHECKING:
     from xcs._rewrite import OpSite, Program, Site, Variant
@@ -131,6 +131,8 @@ class SignatureStats:
     estimated_speedup: float | None
     measured_speedup: float | None
     traced: int = 0  # calls that ran plain because a tracer or debugger was active
+    first_deferred: int = 0  # calls the first call deferred (of callees known to be slow)
+    first_speedup: float | None = None  # the trial's estimate of plain / the first call
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,10 @@ class Stats:
             why = f" ({s.reason})" if s.reason else ""
             traced = (f", {s.traced} ran plain under a trace function or sys.monitoring tool"
                       if s.traced else "")
+            first = (f", first call deferred {s.first_deferred} ({s.first_speedup:.2f}x)"
+                     if s.first_deferred and s.first_speedup else "")
             lines.append(f"  {s.signature}: {s.status}{why}; {s.calls} calls, "
-                         f"{s.replays} replayed{est}{got}{traced}")
+                         f"{s.replays} replayed{est}{got}{first}{traced}")
         return "\n".join(lines)
 
 
@@ -245,6 +249,9 @@ class _Entry:
         self.timeline: Timeline | None = None  # of the last replay
         self.trial_started = 0.0
         self.trial_thread = ""
+        self.first: Timeline | None = None  # of the first call, when it deferred calls
+        self.first_deferred = 0  # calls the first call deferred
+        self.first_sites: tuple[int, ...] = ()  # where
 
     def last_timeline(self) -> Timeline | None:
         """The last replay's timeline, else the trial's."""
@@ -258,11 +265,12 @@ class _Entry:
 class _SiteHook:
     """The hooks of one call site, bound to its function's thread-local state."""
 
-    __slots__ = ("comprehension", "genexpr", "line", "scan", "site", "state", "tls", "via",
-                 "where")
+    __slots__ = ("comprehension", "first_ok", "genexpr", "line", "scan", "site", "state", "tls",
+                 "via", "where")
 
     def __init__(self, site: Site, tls: _Local, state: _Function) -> None:
         self.site = site.id
+        self.first_ok = state.first is not None and site.id in state.first.deferred
         self.line = site.line
         self.scan = site.scan
         self.comprehension = site.comprehension or site.genexpr
@@ -274,6 +282,8 @@ class _SiteHook:
 
     def before(self, fn: Any, /, *operands: Any) -> None:
         rec = self.tls.cur
+        if type(rec) is Invocation:  # a first call's (a replay's body has no probes)
+            rec = rec.rec
         if type(rec) is Recorder:
             if self.state.throttle is not None:
                 self._gate(fn)  # before the call's clock starts: waiting is not its time
@@ -286,6 +296,8 @@ class _SiteHook:
 
     def after(self, result: Any) -> Any:
         rec = self.tls.cur
+        if type(rec) is Invocation:
+            rec = rec.rec
         if type(rec) is Recorder:
             try:
                 rec.after(self.site, result)
@@ -337,6 +349,49 @@ class _SiteHook:
 
     def wrap_drain(self, fn: Any) -> Any:
         return functools.partial(self.drain, fn)
+
+    def wrap_first(self, fn: Any) -> Any:
+        """A first call's site: defer the call (through ``first``) if its callee is
+        known to be slow and a replay could defer it; else the body makes it, as
+        written, once ``first_arg`` has resolved its inputs."""
+        inv = self.tls.cur
+        if type(inv) is not Invocation or inv.rec is None:
+            return fn
+        if type(fn) is Pending:  # ``r.strip()`` on a result: made here, once it exists
+            fn = _replay.resolve(fn)
+            inv.rec.callee_is(self.site, fn)
+        inv.rec.defers_now = defer = (
+            self.first_ok and _callees.lookup(fn) is not None and not stays_here(fn)
+            and not self._kept_here(inv, fn, self._caller()))
+        if defer:
+            return functools.partial(self.first, fn)
+        if _OWNED and not _owners.clear((fn,), 2):  # as ``call_here`` does
+            inv.touch((fn,), 2)
+        return fn
+
+    def first(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        inv = self.tls.cur
+        if type(inv) is not Invocation or inv.rec is None:
+            return fn(*args, **kwargs)
+        known = _callees.lookup(fn)
+        open_ = inv.rec.open
+        ev = open_[-1] if open_ else None  # the call ``before`` just opened
+        if (known is None or ev is None or ev.fn is not fn or ev.site != self.site
+                or ev.task is not None or ev.opaque
+                or (type(fn) is FunctionType and fn.__code__ in HELPERS
+                    and helper_stays(fn, args))):
+            return inv.call_here(fn, args, kwargs)
+        try:
+            frames = self._frames(self._caller())  # makes ``via`` on the first deferral
+            result = inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via,
+                               frames)
+        except Exception as exc:
+            self.state._internal(exc)
+            return inv.call_here(fn, args, kwargs)
+        if type(result) is Pending:
+            ev.task = result.task
+            result.task.pure = known.pure
+        return result
 
     def drain(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         """``"".join(f(x) for x in xs)``: run the generator first, its calls deferred,
@@ -445,6 +500,8 @@ class _OpHook:
 
     def before(self, *operands: Any) -> None:
         rec = self.tls.cur
+        if type(rec) is Invocation:
+            rec = rec.rec
         if type(rec) is Recorder:
             try:
                 rec.op_before(self.op, operands, self.kind == _replay.ANYWHERE)
@@ -453,6 +510,8 @@ class _OpHook:
 
     def after(self, result: Any) -> Any:
         rec = self.tls.cur
+        if type(rec) is Invocation:
+            rec = rec.rec
         if type(rec) is Recorder:
             try:
                 rec.op_after(self.op, result)
@@ -481,13 +540,36 @@ class _OpHook:
             return self.fn(*map(_replay.resolve, operands))
         if any(type(v) is Pending or (type(v) is tuple and _replay._holds(v))
                for v in operands):
-            if replay:
+            if replay and inv.rec is None:
                 frames = _comprehension_frames(sys._getframe(1)) if self.inner else None
                 return inv.derive(self.op, self.line, self.fn, operands, self.kind, frames)
+            if replay:  # a first call's
+                # An operator is lazy only on values that run no user code, as a
+                # replay's are (its trial saw them); what it makes is such a value too,
+                # as is what an access reads from one (``r[2:-2]`` of a str).
+                pure = all(map(_expect_pure, operands))
+                if pure or self.kind != _replay.OPERATOR:
+                    frames = _comprehension_frames(sys._getframe(1)) if self.inner else None
+                    made = inv.derive(self.op, self.line, self.fn, operands, self.kind, frames)
+                    if type(made) is Pending:
+                        made.task.pure = pure
+                    return made
             operands = tuple(map(_replay.resolve, operands))
         elif replay and _owners.OWNED and not _owners.clear(operands, self.kind == 1):
             inv.touch(operands, self.kind == 1)  # it reads its operands (an operator: deeply)
         return self.fn(*operands)
+
+
+def _expect_pure(value: Any) -> bool:
+    """An immutable builtin (``pure_value``), or a first call's placeholder expected to
+    hold one, or a tuple of those."""
+    kind = type(value)
+    if kind is Pending:
+        return bool(value.task.pure)
+    if kind is tuple:
+        return len(value) <= 64 and all((type(v) is Pending and v.task.pure) or pure_value(v)
+                                        for v in value)
+    return pure_value(value)
 
 
 class _Hooks:
@@ -519,6 +601,9 @@ class _Hooks:
     def wrap_drain(self, site: int) -> Callable[[Any], Any]:
         return self.sites[site].wrap_drain
 
+    def wrap_first(self, site: int) -> Callable[[Any], Any]:
+        return self.sites[site].wrap_first
+
     def op_before(self, op: int) -> Callable[..., Any]:
         return self.ops[op].before
 
@@ -530,11 +615,55 @@ class _Hooks:
 
     def use(self, value: Any) -> Any:
         rec = self.tls.cur
+        if type(rec) is Invocation:
+            rec = rec.rec
         if type(rec) is Recorder:
             try:
                 rec.use(value)
             except Exception as exc:
                 self.state.broken(rec, exc)
+        return value
+
+    def first_arg(self, value: Any) -> Any:
+        """A first call's input of a call the body makes itself: resolved, and after the
+        deferred calls that own what it reaches (as ``call_here`` does)."""
+        inv = self.tls.cur
+        if type(inv) is not Invocation or inv.rec is None or inv.rec.defers_now:
+            return value
+        kind = type(value)
+        if kind is Pending or kind is list or kind is dict or kind is tuple:
+            value = self._resolved(inv.rec, value)
+        if _OWNED and not _owners.clear((value,), 1):
+            inv.touch((value,), 1)
+        return value
+
+    def use_resolve(self, value: Any) -> Any:
+        """A first call's: the body observes ``value`` (recorded), resolved."""
+        inv = self.tls.cur
+        if type(inv) is not Invocation or inv.rec is None:
+            return value
+        rec = inv.rec
+        try:
+            rec.use(value)
+        except Exception as exc:
+            self.state.broken(rec, exc)
+        return self._resolved(rec, value)
+
+    @staticmethod
+    def _resolved(rec: Recorder, value: Any) -> Any:
+        """``value`` resolved; what came out of a placeholder came from its calls."""
+        kind = type(value)
+        if kind is Pending:
+            got = _replay.resolve(value)
+            rec.alias(value, got)
+            return got
+        if kind is list or kind is dict or kind is tuple:
+            items = list(value.values() if kind is dict else value)
+            got = _replay.resolve(value)
+            for before, now in zip(items, got.values() if kind is dict else got):
+                if type(before) is Pending:
+                    rec.alias(before, now)
+            return got
         return value
 
     # Called only while some deferred call owns objects (the body tests ``owned``).
@@ -661,6 +790,7 @@ class _Function:
                                              + (self.starstar is not None)]
         self.varargs = self.star is not None or self.starstar is not None
         self.program: Program | None
+        self.first: Variant | None = None
         try:
             if _compat.ops is None:
                 raise RewriteError(_compat.UNSUPPORTED or "unsupported interpreter")
@@ -670,6 +800,12 @@ class _Function:
 
             self.variants.append(Variant("trace"))
             self.program = Program.from_function(fn)
+            # The first call of a signature defers what this process knows to be slow
+            # (``_callees``); on a throttle or another process's workers, it is a trial.
+            sites = self.program.first_sites()
+            if sites and self.throttle is None and not (executor is not None and remote(executor)):
+                self.first = Variant("first", sites)
+                self.variants.append(self.first)
             self.hooks = _Hooks(self)
             code = self._build()
         except RewriteError as exc:
@@ -767,10 +903,20 @@ class _Function:
                     if entry.status != "new":
                         return 0
                     entry.status = "tracing"
-                rec = Recorder(self.prefix)
-                rec.context = (entry, self.tls.cur, len(self.tls.gated))  # type: ignore[attr-defined]
-                self.tls.cur = rec
-                return layout.index[self.variants[0]]
+                prev = self.tls.cur
+                first = self.first if entry.trials == 0 else None
+                k = layout.index.get(first) if first is not None else None
+                if k is None:
+                    rec = Recorder(self.prefix)
+                    rec.context = (entry, prev, len(self.tls.gated))  # type: ignore[attr-defined]
+                    self.tls.cur = rec
+                    return layout.index[self.variants[0]]
+                inv = Invocation(self.executor or default_executor(),
+                                 lambda inv, raised: self.end_trial(inv.rec, raised, inv))
+                inv.rec = rec = Recorder(self.prefix, inv)
+                rec.context = (entry, prev, len(self.tls.gated))  # type: ignore[attr-defined]
+                self.tls.cur = inv
+                return k
             return self._plain(layout)  # another thread is tracing this signature
         except Exception as exc:
             self._internal(exc)
@@ -808,10 +954,16 @@ class _Function:
                     self.entries.popitem(last=False)
             return entry
 
-    def end_trial(self, rec: Recorder, raised: bool) -> None:
+    def end_trial(self, rec: Recorder, raised: bool, inv: Invocation | None = None) -> None:
+        """The trial (or first call, which made ``inv``'s calls) returned or raised."""
         entry, prev, depth = rec.context  # type: ignore[attr-defined]
         self.tls.cur = prev
         self._release_gated(depth)
+        if inv is not None:
+            entry.first = inv.timeline()
+            deferred = [t.site for t in inv.tasks if t.site >= 0]
+            entry.first_deferred = len(deferred)
+            entry.first_sites = tuple(sorted(set(deferred)))
         try:
             trace = rec.finish(raised)
             if getattr(rec, "failure", None):
@@ -911,7 +1063,8 @@ class _Function:
                 e.trials, e.replays,
                 tuple(where[s] for s in sorted(plan.deferred)) if plan and e.status == "optimized"
                 else (),
-                plan.speedup if plan is not None else None, measured, e.traced))
+                plan.speedup if plan is not None else None, measured, e.traced,
+                e.first_deferred, _first_speedup(e)))
         return Stats(self.name, self.reason, tuple(sigs))
 
     def timeline(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -957,12 +1110,25 @@ class _Function:
                 lines += ["  " + ln for ln in e.graph.as_text(where).splitlines()]
             if e.plan is not None:
                 lines += ["  " + ln for ln in e.plan.as_text(where).splitlines()]
+            if e.first_deferred and e.first is not None:
+                plain = f" against {e.plan.plain_time * 1e3:.1f} ms plain" if e.plan else ""
+                lines.append(
+                    f"  first call: {e.first.duration * 1e3:.1f} ms{plain}; it deferred "
+                    f"{e.first_deferred} calls at {', '.join(where[s] for s in e.first_sites)}"
+                    " (of callees this process had seen slow; the others ran as in a trial)")
             if e.replays and e.plan is not None and e.plan.optimized:
                 mean = e.replay_time / e.replays
                 lines.append(f"  measured: {e.replays} replays, mean {mean * 1e3:.1f} ms "
                              f"({e.plan.plain_time / mean:.2f}x)")
                 lines += _waits(e.timeline, where)
         return "\n".join(lines)
+
+
+def _first_speedup(entry: _Entry) -> float | None:
+    """The trial's plain time over the first call's own, when the first call deferred."""
+    if not entry.first_deferred or entry.first is None or entry.plan is None:
+        return None
+    return entry.plan.plain_time / entry.first.duration if entry.first.duration > 0 else None
 
 
 def _check_format(format: str) -> None:

@@ -66,6 +66,7 @@ C_CALLABLES = (BuiltinFunctionType, type(str.strip), type("".strip), type(dict._
 
 _live: weakref.WeakSet[Invocation] = weakref.WeakSet()  # invocations not yet finished
 _clock = time.perf_counter
+_cpu = time.thread_time
 # How long a worker waiting for a throttled call, with every slot in use, sleeps before it
 # asks the throttle again (a slot freed by another function's call does not wake it).
 _HELP_POLL = 0.005
@@ -148,6 +149,7 @@ class Task:
         "name",
         "owns",
         "placeholders",
+        "pure",
         "rank",
         "seq",
         "site",
@@ -184,6 +186,7 @@ class Task:
         self.thread = "executor"
         self.inline = 0  # a continuation (OPERATOR or ANYWHERE), computed where inputs arrive
         self.placeholders = False  # some inputs were placeholders when it was made
+        self.pure = False  # a first call expects an immutable builtin from it (see _jit)
         self.via: Any = None
         self.owns: list[int] | None = None  # keys of the objects it owns (see _owners)
         self.after: Task | None = None  # an earlier call of a cache with the same key
@@ -244,6 +247,8 @@ def remote_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple
 class Invocation:
     """The deferred calls of one replayed call of a jitted function."""
 
+    placeholder = Pending  # what a deferred call returns to the body
+
     def __init__(self, executor: Executor, on_exit: Any = None,
                  ranks: dict[int, tuple[float, ...]] | None = None) -> None:
         self.executor = executor
@@ -271,6 +276,12 @@ class Invocation:
         self.drained: set[FrameType] = set()  # generator expressions a builtin is draining
         self.ordered: Task | None = None  # the latest continuation that runs Python code
         self.writers: set[Task] = set()  # continuations that change a list they receive
+        # A first call: the recorder of the trial it is too (see ``_jit``), and when the
+        # body returned or raised, before waiting for the calls it deferred
+        self.rec: Any = None
+        self.body_end = 0.0
+        self.waited = 0.0  # seconds the body has waited for deferred calls (``waits``)
+        self.waited_cpu = 0.0  # and the CPU time it spent meanwhile
         _live.add(self)
 
     # -- the body's side -----------------------------------------------------
@@ -471,15 +482,18 @@ class Invocation:
         if found is _owners.ALL:
             found = [t for t in self.tasks if t.owns]
         for task in sorted(found, key=lambda t: t.seq):
-            self.wait(task)
+            if task.state not in _FINISHED:
+                start, cpu = _clock(), _cpu()
+                self.wait(task)
+                self._waited(start, cpu, task, READS_OWNED)
             if task.state != DONE:
                 self.barrier()
 
     def force(self, task: Task) -> Any:
         if task.state not in _FINISHED:
-            start = _clock()
+            start, cpu = _clock(), _cpu()
             self.wait(task)
-            self.waits.append((start, _clock(), task, _where_needed()))
+            self._waited(start, cpu, task, _where_needed())
         if task.state == DONE:
             return task.value
         raise task.error if task.error is not None else _Skipped()
@@ -502,9 +516,16 @@ class Invocation:
         if not unfinished:
             self.barrier()
             return
-        start = _clock()
+        start, cpu = _clock(), _cpu()
         self.barrier()
-        self.waits.append((start, _clock(), unfinished[-1], _where_changed()))
+        self._waited(start, cpu, unfinished[-1], _where_changed())
+
+    def _waited(self, start: float, cpu: float, task: Task, why: str) -> None:
+        """The body waited for ``task`` from ``start`` (CPU time ``cpu``) until now."""
+        end = _clock()
+        self.waits.append((start, end, task, why))
+        self.waited += end - start
+        self.waited_cpu += _cpu() - cpu  # (running a call it waited for, on 3.11 ...)
 
     def wait(self, task: Task) -> None:
         """Wait until ``task`` is finished, running it here if no worker has taken it.
@@ -575,12 +596,14 @@ class Invocation:
 
     def finish(self, value: Any) -> Any:
         """The body returned ``value``: finish every deferred call first."""
+        self.body_end = _clock()
         self.barrier()
         self._exit(raised=False)
         return value
 
     def abort(self, exc: BaseException, frame: FrameType | None) -> BaseException:
         """The body raised ``exc``: return the exception the plain function would raise."""
+        self.body_end = self.body_end or _clock()
         try:
             if isinstance(exc, KeyboardInterrupt):
                 self._cancel_unstarted()
@@ -591,6 +614,12 @@ class Invocation:
             return chosen
         finally:
             self._exit(raised=True)
+
+    @staticmethod
+    def outcome(placeholder: Pending) -> tuple[bool, Any]:
+        """Whether the call behind ``placeholder`` succeeded, and its result."""
+        task = placeholder.task
+        return task.state == DONE, task.value
 
     # -- workers' side ---------------------------------------------------------
     def claim(self, task: Task) -> bool:
@@ -848,6 +877,7 @@ def _where_changed() -> str:
 
 
 WAITS_FOR_ALL = "the body changes what others may see, after every deferred call"
+READS_OWNED = "the body reads an object a deferred call received, after that call"
 
 
 def resolve(value: Any) -> Any:

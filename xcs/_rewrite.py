@@ -116,6 +116,10 @@ class Hooks(Protocol):
     @property
     def resolve(self) -> Callable[[Any], Any]: ...
     @property
+    def use_resolve(self) -> Callable[[Any], Any]: ...
+    @property
+    def first_arg(self) -> Callable[[Any], Any]: ...
+    @property
     def barrier(self) -> Callable[[Any], Any]: ...
     @property
     def finish(self) -> Callable[[Any], Any]: ...
@@ -139,6 +143,7 @@ class Hooks(Protocol):
     def wrap(self, site: int) -> Callable[[Any], Any]: ...
     def wrap_continuation(self, site: int) -> Callable[[Any], Any]: ...
     def wrap_drain(self, site: int) -> Callable[[Any], Any]: ...
+    def wrap_first(self, site: int) -> Callable[[Any], Any]: ...
     def op_before(self, op: int) -> Callable[..., Any]: ...
     def op_after(self, op: int) -> Callable[[Any], Any]: ...
     def lazy(self, op: int) -> Callable[[tuple[Any, ...]], Any]: ...
@@ -148,7 +153,8 @@ class Hooks(Protocol):
 class Variant:
     """Which copy of the body to build: ``trace``, or ``replay`` with deferred sites
     (of which ``continued`` run as continuations: when their inputs arrive, where
-    they arrive) and the op sites that may produce placeholders."""
+    they arrive) and the op sites that may produce placeholders, or ``first``: the
+    trace that may defer the calls at ``deferred`` sites of callees known to be slow."""
 
     mode: str
     deferred: frozenset[int] = frozenset()
@@ -156,6 +162,9 @@ class Variant:
     continued: frozenset[int] = frozenset()
     drains: frozenset[int] = frozenset()  # calls that drain a generator expression first
     settles: frozenset[int] = frozenset()  # calls before which continuations settle
+
+
+_TRACE = Variant("trace")
 
 
 @dataclass(eq=False)
@@ -292,6 +301,13 @@ class Program:
                     self.notes.append(f"{child.co_qualname} is not traced: {exc}")
         return unit
 
+    def first_sites(self) -> frozenset[int]:
+        """The sites whose calls a first call may defer (``Variant("first")``): those a
+        replay could defer whatever its trial saw.  Not a generator expression's (a
+        drain decides), a filter's or a mutator's of what others may see."""
+        return frozenset(s.id for s in self.sites if s.deferrable and not (
+            s.genexpr or s.outside or s.writes))
+
     @property
     def accesses(self) -> frozenset[int]:
         """The op sites that read a part of their operand (not pure operators)."""
@@ -390,19 +406,25 @@ class Program:
     def nested_code(self, unit: _Unit, variant: Variant, hooks: Hooks) -> CodeType:
         """A rewritten nested code object (comprehension or nested function)."""
         code = _assemble(unit.bytecode, self._emit(unit, list(unit.bytecode), variant, hooks, 0))
-        if unit.kind == "genexpr" and variant.mode == "replay":
+        if unit.kind == "genexpr" and variant.mode in ("replay", "first"):
             CHECKED_GENERATORS.add(code)
         return code
 
     def _emit(self, unit: _Unit, items: list[Any], variant: Variant, hooks: Hooks,
               offset: int) -> list[Any]:
         """A copy of ``items`` (a run of ``unit``'s bytecode) rewritten for ``variant``."""
-        trace = variant.mode == "trace"
+        # A first call records like a trial and defers like a replay: the calls of
+        # callees known to be slow at the sites a replay could defer (``first``).
+        first = variant.mode == "first"
+        trace = variant.mode == "trace" or first
         in_place = unit.kind != "nested"
         deferred_calls = frozenset(
             index for index, sid in unit.site_ids.items()
             if (sid in variant.deferred if not trace else self.sites[sid].deferrable)
             and in_place)
+        # Every site the simulation lets placeholders reach uncalled: ``first`` defers
+        # only at ``variant.deferred`` and resolves the inputs of the others.
+        wrapped = deferred_calls if first else frozenset()
         # The trace lets placeholders flow through every operator site, so that
         # each site's probe sees what reaches it; a replay only through its plan's.
         lazy_ops = frozenset(i for i, op in unit.op_ids.items() if trace or op in variant.lazy)
@@ -414,7 +436,8 @@ class Program:
                             lazy=lazy_ops, cells=unit.cells,
                             closure_cells=unit.closure_cells)
         probed_ops = {i: n for i, n in flow.lazy_ops.items() if i in unit.op_ids and trace}
-        lazy_here = {i: n for i, n in flow.lazy_ops.items() if i in lazy_ops and not trace}
+        lazy_here = {i: n for i, n in flow.lazy_ops.items()
+                     if i in lazy_ops and (not trace or (first and i in unit.op_ids))}
         children: dict[int, CodeType] = {}
         for index, child in unit.children.items():
             code = self._child_code(child, variant, hooks)
@@ -443,7 +466,7 @@ class Program:
                 raise RewriteError("cannot insert code at the end of a for loop")
             return before.setdefault(anchor, [])
 
-        hook_resolve = hooks.use if trace else hooks.resolve
+        hook_resolve = hooks.use_resolve if first else hooks.use if trace else hooks.resolve
         for index, depths in flow.resolves.items():
             if index in probed_ops:
                 continue  # the operator's probe records these uses
@@ -456,7 +479,8 @@ class Program:
                 at(index).extend([Instr(ops.CELL_LOAD, CellVar(cell), location=loc),
                                   *ops.apply(_CellHook(hook_resolve), loc),
                                   Instr("POP_TOP", location=loc)])
-        if unit.closure_cells and not trace and variant.deferred:
+        replay = not trace or first  # placeholders exist in this copy
+        if unit.closure_cells and replay and variant.deferred:
             self._exposures(unit, flow, hooks, at, after)
         # A method-form opener on a result (``r.strip()``) is an attribute load and the
         # NULL slot: its result is the load's, before the slot is pushed.
@@ -470,6 +494,8 @@ class Program:
             loc = instr.location
             op = unit.op_ids[index]
             at(index).extend(_copy_call(list(range(n, 0, -1)), hooks.op_before(op), loc))
+            if first and index in methods:
+                continue  # its lazy hook, then the probe of what it returned (below)
             if instr.name != "UNPACK_SEQUENCE" and index not in methods:  # pushes one result
                 after.setdefault(index, []).extend(ops.apply(hooks.op_after(op), loc))
         for index, call in flow.calls.items():
@@ -477,6 +503,17 @@ class Program:
             loc = cfg.instrs[index].location
             if trace:
                 at(index).extend(_probe(call, hooks.before(site), loc))
+                if index in wrapped:
+                    # The callable decides (``wrap_first``): deferred, its inputs go as
+                    # they are; made here, each is resolved first (``first_arg``).
+                    roles = call.roles
+                    depth = len(roles) - roles.index("callable")
+                    at(index).extend([Instr("SWAP", depth, location=loc),
+                                      *ops.apply(hooks.wrap_first(site), loc),
+                                      Instr("SWAP", depth, location=loc)])
+                    for k, role in enumerate(roles):
+                        if role in ("arg", "star") or (role == "kwstar" and not call.kwnull):
+                            at(index).extend(_resolve_at(len(roles) - k, hooks.first_arg, loc))
                 after.setdefault(index, []).extend(ops.apply(hooks.after(site), loc))
             elif index in deferred_calls:
                 depth = len(call.roles) - call.roles.index("callable")
@@ -490,8 +527,8 @@ class Program:
             for index in flow.calls:
                 if unit.site_ids[index] in variant.settles and not cfg.protected[index]:
                     at(index).extend(_barrier(hooks.settle, cfg.instrs[index].location))
-        if in_place and not trace and variant.deferred:
-            self._touches(unit, flow, deferred_calls, lazy_here, hooks, at)
+        if in_place and replay and variant.deferred:
+            self._touches(unit, flow, wrapped if first else deferred_calls, lazy_here, hooks, at)
             for index, instr in enumerate(cfg.instrs):
                 if cfg.protected[index]:
                     continue  # nothing is ever pending inside protected code
@@ -528,7 +565,7 @@ class Program:
             if isinstance(item, Label):
                 out.append(label(item))
             elif isinstance(item, TryBegin):
-                if unit.kind == "main" and not trace and cfg.entered_from_outside(item):
+                if unit.kind == "main" and replay and cfg.entered_from_outside(item):
                     out.extend(_barrier(hooks.barrier, _location(out)))
                 new = TryBegin(label(item.target), item.push_lasti, item.stack_depth)
                 blocks[id(item)] = new
@@ -542,6 +579,8 @@ class Program:
                     out += [Instr("BUILD_TUPLE", lazy_here[index], location=loc),
                             *ops.apply(hooks.lazy(unit.op_ids[index]), loc)]
                     if index in methods:  # then the slot, as the opener would push it
+                        if first:
+                            out += ops.apply(hooks.op_after(unit.op_ids[index]), loc)
                         out += ops.normalize(item)[1:]
                     elif item.name == "UNPACK_SEQUENCE":  # of the tuple the hook returned
                         out.append(item.copy())
@@ -637,8 +676,10 @@ class Program:
         return [new]
 
     def _child_code(self, child: _Unit, variant: Variant, hooks: Hooks) -> CodeType | None:
-        if child.kind == "nested" and variant.mode != "trace":
+        if child.kind == "nested" and variant.mode == "replay":
             return None  # nested functions run as written in replay
+        if variant.mode == "first" and child.kind == "nested":
+            variant = _TRACE  # recorded, as in a trial; a closure never sees a placeholder
         return self.nested_code(child, variant, hooks)
 
     def _comprehension_result(self, unit: _Unit, variant: Variant,
@@ -646,7 +687,7 @@ class Program:
         """What calling a 3.11 comprehension returns: it may hold placeholders."""
         comps = {child.code: child for child in unit.children.values()
                  if child.kind == "comprehension"}
-        trace = variant.mode == "trace"
+        trace = variant.mode in ("trace", "first")
 
         def result(code: CodeType) -> Val:
             child = comps.get(code)
@@ -677,6 +718,8 @@ class _Named:
 class _NamedHooks:
     use = _Named("use")
     resolve = _Named("resolve")
+    use_resolve = _Named("use_resolve")
+    first_arg = _Named("first_arg")
     barrier = _Named("barrier")
     finish = _Named("finish")
     abort = _Named("abort")
@@ -701,6 +744,9 @@ class _NamedHooks:
 
     def wrap_drain(self, site: int) -> Any:
         return _Named(f"drain {site}")
+
+    def wrap_first(self, site: int) -> Any:
+        return _Named(f"first {site}")
 
     def op_before(self, op: int) -> Any:
         return _Named(f"op_before {op}")

@@ -16,6 +16,7 @@ amount per call and per use, so a trial is linear in the number of calls.
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import inspect
 import logging
@@ -38,6 +39,7 @@ from types import (
 )
 from typing import Any, NamedTuple
 
+from xcs import _callees
 from xcs._codes import HELPERS
 
 __all__ = ["Call", "Recorder", "Trace"]
@@ -234,8 +236,28 @@ class Trace:
 class _Open:
     """A call being recorded (mutable until the trial ends)."""
 
-    __slots__ = ("cpu", "cpu0", "deps", "drained", "end", "first_use", "fn", "frame", "index",
-                 "op_uses", "opaque", "parent", "raised", "site", "start", "used_at")
+    __slots__ = (
+        "cpu",
+        "cpu0",
+        "deps",
+        "drained",
+        "end",
+        "first_use",
+        "fn",
+        "frame",
+        "helper_args",
+        "index",
+        "op_uses",
+        "opaque",
+        "parent",
+        "raised",
+        "site",
+        "start",
+        "task",
+        "used_at",
+        "waited0",
+        "waited_cpu0",
+    )
     index: int
     site: int
     fn: Any
@@ -254,13 +276,22 @@ class _Open:
         self.first_use: float | None = None
         self.used_at: Any = None  # where the body first needed the result: (code, lasti, line)
         self.op_uses: dict[int, float] | None = None
+        self.task: Any = None  # a first call deferred it: the task that made it
+        self.waited0 = self.waited_cpu0 = 0.0  # what a first call had waited for before it
+        self.helper_args: tuple[Any, ...] | None = None  # an outlined helper's, pending
 
 
 class Recorder:
     """Collects the call events of one trial call; not thread-safe (one thread)."""
 
-    def __init__(self, local_prefix: str) -> None:
+    def __init__(self, local_prefix: str, deferring: Any = None) -> None:
         self.local_prefix = local_prefix  # qualname prefix of closures made by the body
+        # A first call (see ``_jit``): the invocation that defers some of its calls,
+        # whose placeholders (``deferring.placeholder``) reach the hooks.
+        self.deferring = deferring
+        self.placeholder = None if deferring is None else deferring.placeholder
+        self.later: list[tuple[int, Any]] = []  # (op site, placeholder it combined)
+        self.defers_now = False  # the first call's current call is deferred (``wrap_first``)
         self.events: list[_Open] = []
         self.open: list[_Open] = []
         self.results: dict[int, int] = {}
@@ -339,12 +370,17 @@ class Recorder:
         self.events.append(ev)
         self.open.append(ev)
         if type(fn) is FunctionType and fn.__code__ in HELPERS and id(fn) not in self.helper_stays:
-            why = helper_stays(fn, operands)
-            if why:
-                self.helper_stays[id(fn)] = why
+            if self.placeholder is not None and any(type(v) is self.placeholder
+                                                    for v in operands):
+                ev.helper_args = operands  # looked at once they exist (``after``)
+            else:
+                self._helper(fn, operands)
         # CPU time costs a system call here (1-2 us): read it only where it can
         # matter, for a site's first calls and for the sites whose calls are slow.
         ev.cpu0 = _cpu() if self.cpu_budget.get(site, 2) > 0 else None
+        if self.deferring is not None:
+            ev.waited0 = self.deferring.waited
+            ev.waited_cpu0 = self.deferring.waited_cpu
         ev.start = _clock()
 
     def after(self, site: int, result: Any) -> None:
@@ -368,10 +404,25 @@ class Recorder:
             ev = self.open.pop()
             if ev.site == site:
                 ev.end = end
+                if ev.task is not None:  # deferred: timed by its task (see ``finish``)
+                    ev.frame = None
+                    self._produced(ev.index, result)
+                    return
+                if ev.helper_args is not None:  # a first call resolved them for the call
+                    self._helper(ev.fn, tuple(self.deferring.outcome(v)[1]
+                                              if type(v) is self.placeholder else v
+                                              for v in ev.helper_args))
+                    ev.helper_args = None
                 slow = end - ev.start >= SLOW_CALL
                 if ev.cpu0 is not None:
                     ev.cpu = _cpu() - ev.cpu0
+                    waited = 0.0
+                    if self.deferring is not None:  # not what it waited for (its inputs)
+                        waited = self.deferring.waited - ev.waited0
+                        ev.cpu -= self.deferring.waited_cpu - ev.waited_cpu0
                     self.cpu_budget[site] = 2 if slow else self.cpu_budget.get(site, 2) - 1
+                    if slow:
+                        _callees.observed(ev.fn, end - ev.start - waited, ev.cpu, result)
                 fast = 0 if slow else self.fast.get(site, 0) + 1
                 self.fast[site] = fast
                 if fast >= MUTE_AFTER and ev.parent is None:
@@ -464,8 +515,51 @@ class Recorder:
         self._op_sources = sources
         self._op_shared = sets[0] if sets else None
         self.op_quiet[op] = 0 if sources else quiet + 1
-        self.op_pure[op] = access or (self.op_pure.get(op, True)
-                                      and all(map(pure_value, operands)))
+        pure = self.op_pure.get(op, True) and all(map(pure_value, operands))
+        if not pure and self.placeholder is not None and self.op_pure.get(op, True):
+            pure = self._pure_later(op, operands)
+        self.op_pure[op] = access or pure
+
+    def _pure_later(self, op: int, operands: tuple[Any, ...]) -> bool:
+        """Pure, unless a placeholder among ``operands`` turns out not to be: its value
+        is known when the first call ends (``finish`` checks it then)."""
+        for value in operands:
+            if type(value) is self.placeholder:
+                self.later.append((op, value))
+            elif type(value) is tuple and len(value) <= 64:  # ``"%s|%d" % (r, n)``
+                for item in value:
+                    if type(item) is self.placeholder:
+                        self.later.append((op, item))
+                    elif type(item) not in _PURE_TYPES:
+                        return False
+            elif not pure_value(value):
+                return False
+        return True
+
+    def _helper(self, fn: FunctionType, operands: tuple[Any, ...]) -> None:
+        why = helper_stays(fn, operands)
+        if why:
+            self.helper_stays[id(fn)] = why
+
+    def callee_is(self, site: int, fn: Any) -> None:
+        """A first call resolved the callable of the call just opened at ``site`` (the
+        method of a result, ``r.strip``): that is its callee, timed from now on."""
+        ev = self.open[-1] if self.open else None
+        if ev is not None and ev.site == site:
+            ev.fn = fn
+            if ev.cpu0 is not None:
+                ev.cpu0 = _cpu()
+            ev.start = _clock()
+
+    def alias(self, placeholder: Any, value: Any) -> None:
+        """The body resolved ``placeholder`` to ``value``: it came from the same calls."""
+        index = self.results.get(id(placeholder))
+        if index is not None:
+            self._produced(index, value)
+        sources = self.derived.get(id(placeholder))
+        if sources and id(value) not in _SINGLETONS:
+            self.keep.append(value)
+            self.derived[id(value)] = sources
 
     def op_after(self, op: int, result: Any) -> None:
         """The operator's result carries its operands' sources to later calls."""
@@ -531,11 +625,61 @@ class Recorder:
             return any(isinstance(v, _OPAQUE) for v in value[:8])
         return False
 
+    def _as_if_plain(self, end: float) -> float:
+        """Move a first call's times to where the plain function would have had them:
+        each deferred call takes its own duration where the body made it, and the
+        body never waits for one.  The analysis then reads the trace as a trial's.
+        Returns ``end`` moved."""
+        inv = self.deferring
+        made: list[float] = []  # when the body made each deferred call, in order
+        grown = [0.0]  # their durations summed
+        took_by: dict[int, float] = {}
+        for ev in self.events:
+            task = ev.task
+            if task is not None:
+                took = max(0.0, task.ended - task.started) if task.ended else 0.0
+                if task.ended and took < _callees.MIN_DURATION:
+                    _callees.forget(ev.fn)  # it was slow once, not now: back to the body
+                made.append(ev.start)
+                grown.append(grown[-1] + took)
+                took_by[ev.index] = took
+        waits = sorted((a, b) for a, b, *_ in inv.waits)
+        starts = [a for a, _ in waits]
+        waited = [0.0]
+        for a, b in waits:
+            waited.append(waited[-1] + (b - a))
+
+        def moved(t: float) -> float:
+            k = bisect.bisect_right(starts, t)  # waits begun by t
+            lost = waited[k]
+            if k and waits[k - 1][1] > t:  # inside the k-th wait: only its part so far
+                lost -= waits[k - 1][1] - t
+            return t + grown[bisect.bisect_left(made, t)] - lost
+
+        for ev in self.events:
+            start = moved(ev.start)
+            if ev.task is not None:
+                ev.end = start + took_by[ev.index]
+            elif ev.end is not None:
+                ev.end = moved(ev.end)
+            ev.start = start
+            if ev.first_use is not None:
+                ev.first_use = moved(ev.first_use)
+            if ev.op_uses:
+                ev.op_uses = {op: moved(t) for op, t in ev.op_uses.items()}
+        for op, value in self.later:  # what the placeholders an operator combined held
+            if self.op_pure.get(op):
+                done, got = inv.outcome(value)
+                self.op_pure[op] = done and pure_value(got)
+        return moved(end)
+
     # -- result ----------------------------------------------------------------
     def finish(self, raised: bool) -> Trace:
         """The trace of the trial; drops the references kept while recording."""
-        end = _clock()
+        end = _clock() if self.deferring is None else self.deferring.body_end or _clock()
         cpu = _cpu() - self.cpu0
+        if self.deferring is not None:
+            end = self._as_if_plain(end)
         for ev in self.open:
             ev.raised = raised or ev.raised
             ev.end = end

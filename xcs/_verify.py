@@ -86,8 +86,6 @@ def verify(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Non
 
 
 def _verify(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    from xcs._jit import jit
-
     plain = _unjitted(fn)
     name = str(getattr(plain, "__qualname__", None) or getattr(
         getattr(plain, "func", None), "__qualname__", repr(plain)))
@@ -100,6 +98,23 @@ def _verify(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
     # list the function returns, ``self``).
     expected = _snapshot(outcome)
     expected_left = arguments.left(run_args, run_kwargs)
+    # The pool's threads carry the profile function from their start, whichever run
+    # starts them (a first call defers calls too, unwatched: see below); it counts
+    # nothing outside a watched run.
+    saved_threads = threading.getprofile()
+    threading.setprofile(_profile)
+    try:
+        _runs(name, plain, arguments, expected, expected_calls, expected_left, cached)
+    finally:
+        threading.setprofile(saved_threads)  # type: ignore[arg-type,unused-ignore]
+
+
+def _runs(name: str, plain: Any, arguments: _Arguments, expected: Any,
+          expected_calls: Counter[str] | None, expected_left: list[tuple[str, Any]],
+          cached: set[CodeType]) -> None:
+    """The jitted runs of ``_verify``, each compared with plain's."""
+    from xcs._jit import jit
+
     with ThreadPoolExecutor(thread_name_prefix="xcs-verify") as pool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", XcsWarning)  # said below, once
@@ -113,16 +128,16 @@ def _verify(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
         replayed = 0
         for _ in range(RUNS):
             before = _replays(state)
-            # A trial is not watched: the profile function would slow the callees' own
-            # Python code (an HTTP client's) and make the trial measure them CPU-bound.
-            # Its calls are the plain ones by construction; the replays' are compared.
+            # A first call is not watched: the profile function would slow the callees'
+            # own Python code (an HTTP client's) and make the trial it is measure them
+            # CPU-bound.  What it returns is compared; the replays' calls are too.
             trial = _status(state) in (None, "new")
             # A trial installs the replay's code: take the function's code anew each run.
             watch = None if trial else _Watch(_codes(plain) | _codes(jitted), state.trampolines,
                                               pool, cached)
             run_args, run_kwargs = arguments.fresh()
             got, calls = _observe(jitted, run_args, run_kwargs, watch)
-            kind = "a replay" if _replays(state) > before else "the trial" if trial else "a call"
+            kind = "a replay" if _replays(state) > before else "the first call" if trial else "a call"
             replayed += kind == "a replay"
             _compare(name, kind, expected, got, expected_calls, calls)
             _compare_left(name, kind, expected_left, arguments.left(run_args, run_kwargs))
