@@ -670,3 +670,43 @@ def test_the_root_loggers_functions_stay_in_the_body_in_order(caplog):
         assert f(DOCS) == expected
         got = [(rec.getMessage(), rec.threadName) for rec in caplog.records]
     assert got == plain
+
+
+class Reply:
+    """A result whose attribute and item reads run Python code that leaves a trace."""
+
+    read: list[str] = []
+
+    def __init__(self, d):
+        self.d = d
+
+    @property
+    def text(self):
+        Reply.read.append(f"text {self.d}")
+        return self.d
+
+    def __getitem__(self, k):
+        Reply.read.append(f"item {self.d}")
+        return self.d[k]
+
+
+def reply_late_first(d):
+    time.sleep(0.002 * (N - int(d[1:])))  # the later items arrive first
+    return Reply(d)
+
+
+def test_properties_and_getitems_of_results_run_in_program_order():
+    """``r.text`` and ``r[0]`` on results are continuations that may run Python code:
+    they run one after the other in the body's order, whatever order results arrive in."""
+    def body(docs):
+        return [reply_late_first(d).text + reply_late_first(d)[0] for d in docs]
+
+    Reply.read.clear()
+    expected = body(DOCS)
+    order = list(Reply.read)
+    f = jit(body)
+    warm(f, DOCS, sites=1)
+    for _ in range(2):
+        Reply.read.clear()
+        assert f(DOCS) == expected
+        assert Reply.read == order

@@ -405,11 +405,18 @@ class Invocation:
                kind: int = OPERATOR,
                frames: tuple[tuple[tuple[FrameType, int], ...], int] | None = None) -> Any:
         """An operator or an access met a placeholder: compute it when its operands
-        are ready (now, if they are)."""
+        are ready (now, if they are).  An access may run Python code (a property, a
+        ``__getitem__``): accesses run in program order among the continuations that
+        may, as those do (``continuation``)."""
         deps = _pending_in(operands, {})
-        if all(dep.state == DONE for dep in deps):
+        previous = self.ordered if kind == ANYWHERE else None
+        if previous is not None and previous.state not in _FINISHED:
+            deps.append(previous)
+        elif all(dep.state == DONE for dep in deps):
             return fn(*map(_resolved, operands))
         task = Task(self, len(self.tasks), -1 - op, line, fn, operands, {})
+        if kind == ANYWHERE:
+            self.ordered = task
         task.inline = kind
         task.frame = frames
         # A property, ``__getitem__`` or ``__add__`` it runs sees the body's context here,
