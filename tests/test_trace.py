@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from xcs._trace import Recorder
+from xcs._trace import MUTE_AFTER, Recorder
 
 
 def probe(rec, site, fn, *args):
@@ -152,3 +152,17 @@ def test_an_accumulator_carries_its_sources_to_later_calls():
     assert all(dict(c.op_uses).get(7) is not None for c in calls[:64])
     assert dict(calls[0].op_uses)[7] <= dict(calls[63].op_uses)[7]
     assert all(s is sets[-1] for s in sets[64:]) and sets[63] == sets[-1]
+
+
+def test_small_ints_and_short_strings_name_no_call():
+    """CPython shares small ints and one-character strings among all who make them: a
+    call returning ``1`` is not the source of every later ``1``, so an operator that
+    only ever sees such values goes quiet (and stops being probed) as for any other."""
+    rec = Recorder("")
+    for _ in range(3 * MUTE_AFTER):
+        rec.before(0, len, ("ab",))
+        rec.after(0, 2)  # len("ab"): the shared int 2
+        rec.op_before(0, (2, "a"))
+        rec.op_after(0, 4)
+    assert rec.op_quiet[0] >= MUTE_AFTER
+    assert rec.finish(False).calls[0].site == 0

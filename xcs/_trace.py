@@ -46,7 +46,10 @@ __all__ = ["Call", "Recorder", "Trace"]
 
 MAX_CALLS = 200_000  # a longer trial stops recording (and is not optimized)
 _FLAT_BUDGET = 256  # container elements looked at per call
-_SINGLETONS = frozenset(map(id, (None, True, False, Ellipsis, NotImplemented)))
+# Objects CPython shares among all who make them (small ints, the empty and the
+# one-character strings, the empty tuple): their identity names no call.
+_SINGLETONS = frozenset(map(id, (None, True, False, Ellipsis, NotImplemented, (), "",
+                                 *range(-5, 257), *map(chr, range(256)))))
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 _OPAQUE = (GeneratorType, CoroutineType, AsyncGeneratorType)
 _OPAQUE_TYPES = frozenset(_OPAQUE)
