@@ -798,14 +798,14 @@ class _Function:
             # CPython bytecode; ``import xcs`` must work on any interpreter.
             from xcs._rewrite import Program, Variant
 
-            self.variants.append(Variant("trace"))
             self.program = Program.from_function(fn)
-            # The first call of a signature defers what this process knows to be slow
-            # (``_callees``); on a throttle or another process's workers, it is a trial.
+            # The first call of a signature (its trial) defers what this process knows
+            # to be slow (``_callees``); on a throttle or another process's workers, it
+            # is the trace body, which makes every call in the body.
             sites = self.program.first_sites()
             if sites and self.throttle is None and not (executor is not None and remote(executor)):
                 self.first = Variant("first", sites)
-                self.variants.append(self.first)
+            self.variants.append(self.first or Variant("trace"))
             self.hooks = _Hooks(self)
             code = self._build()
         except RewriteError as exc:
@@ -904,13 +904,12 @@ class _Function:
                         return 0
                     entry.status = "tracing"
                 prev = self.tls.cur
-                first = self.first if entry.trials == 0 else None
-                k = layout.index.get(first) if first is not None else None
-                if k is None:
+                k = layout.index[self.variants[0]]
+                if self.first is None:
                     rec = Recorder(self.prefix)
                     rec.context = (entry, prev, len(self.tls.gated))  # type: ignore[attr-defined]
                     self.tls.cur = rec
-                    return layout.index[self.variants[0]]
+                    return k
                 inv = Invocation(self.executor or default_executor(),
                                  lambda inv, raised: self.end_trial(inv.rec, raised, inv))
                 inv.rec = rec = Recorder(self.prefix, inv)
