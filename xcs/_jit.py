@@ -360,23 +360,23 @@ class _SiteHook:
         if type(fn) is Pending:  # ``r.strip()`` on a result: made here, once it exists
             fn = _replay.resolve(fn)
             inv.rec.callee_is(self.site, fn)
+        known = _callees.lookup(fn) if self.first_ok else None
         inv.rec.defers_now = defer = (
-            self.first_ok and _callees.lookup(fn) is not None and not stays_here(fn)
+            known is not None and not stays_here(fn)
             and not self._kept_here(inv, fn, self._caller()))
-        if defer:
-            return functools.partial(self.first, fn)
+        if known is not None and defer:
+            return functools.partial(self.first, known, fn)
         if _OWNED and not _owners.clear((fn,), 2):  # as ``call_here`` does
             inv.touch((fn,), 2)
         return fn
 
-    def first(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    def first(self, known: _callees.Callee, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         inv = self.tls.cur
         if type(inv) is not Invocation or inv.rec is None:
             return fn(*args, **kwargs)
-        known = _callees.lookup(fn)
         open_ = inv.rec.open
         ev = open_[-1] if open_ else None  # the call ``before`` just opened
-        if (known is None or ev is None or ev.fn is not fn or ev.site != self.site
+        if (ev is None or ev.fn is not fn or ev.site != self.site
                 or ev.task is not None or ev.opaque
                 or (type(fn) is FunctionType and fn.__code__ in HELPERS
                     and helper_stays(fn, args))):
@@ -540,20 +540,16 @@ class _OpHook:
             return self.fn(*map(_replay.resolve, operands))
         if any(type(v) is Pending or (type(v) is tuple and _replay._holds(v))
                for v in operands):
-            if replay and inv.rec is None:
+            # In a first call, an operator is lazy only on values that run no user code,
+            # as a replay's are (its trial saw them); what it makes is such a value too,
+            # as is what an access reads from one (``r[2:-2]`` of a str).
+            pure = replay and inv.rec is not None and all(map(_expect_pure, operands))
+            if replay and (inv.rec is None or pure or self.kind != _replay.OPERATOR):
                 frames = _comprehension_frames(sys._getframe(1)) if self.inner else None
-                return inv.derive(self.op, self.line, self.fn, operands, self.kind, frames)
-            if replay:  # a first call's
-                # An operator is lazy only on values that run no user code, as a
-                # replay's are (its trial saw them); what it makes is such a value too,
-                # as is what an access reads from one (``r[2:-2]`` of a str).
-                pure = all(map(_expect_pure, operands))
-                if pure or self.kind != _replay.OPERATOR:
-                    frames = _comprehension_frames(sys._getframe(1)) if self.inner else None
-                    made = inv.derive(self.op, self.line, self.fn, operands, self.kind, frames)
-                    if type(made) is Pending:
-                        made.task.pure = pure
-                    return made
+                made = inv.derive(self.op, self.line, self.fn, operands, self.kind, frames)
+                if pure and type(made) is Pending:
+                    made.task.pure = True
+                return made
             operands = tuple(map(_replay.resolve, operands))
         elif replay and _owners.OWNED and not _owners.clear(operands, self.kind == 1):
             inv.touch(operands, self.kind == 1)  # it reads its operands (an operator: deeply)

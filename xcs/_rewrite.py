@@ -422,9 +422,7 @@ class Program:
             index for index, sid in unit.site_ids.items()
             if (sid in variant.deferred if not trace else self.sites[sid].deferrable)
             and in_place)
-        # Every site the simulation lets placeholders reach uncalled: ``first`` defers
-        # only at ``variant.deferred`` and resolves the inputs of the others.
-        wrapped = deferred_calls if first else frozenset()
+        replay = not trace or first  # placeholders exist in this copy
         # The trace lets placeholders flow through every operator site, so that
         # each site's probe sees what reaches it; a replay only through its plan's.
         lazy_ops = frozenset(i for i, op in unit.op_ids.items() if trace or op in variant.lazy)
@@ -436,8 +434,7 @@ class Program:
                             lazy=lazy_ops, cells=unit.cells,
                             closure_cells=unit.closure_cells)
         probed_ops = {i: n for i, n in flow.lazy_ops.items() if i in unit.op_ids and trace}
-        lazy_here = {i: n for i, n in flow.lazy_ops.items()
-                     if i in lazy_ops and (not trace or (first and i in unit.op_ids))}
+        lazy_here = {i: n for i, n in flow.lazy_ops.items() if i in lazy_ops and replay}
         children: dict[int, CodeType] = {}
         for index, child in unit.children.items():
             code = self._child_code(child, variant, hooks)
@@ -479,7 +476,6 @@ class Program:
                 at(index).extend([Instr(ops.CELL_LOAD, CellVar(cell), location=loc),
                                   *ops.apply(_CellHook(hook_resolve), loc),
                                   Instr("POP_TOP", location=loc)])
-        replay = not trace or first  # placeholders exist in this copy
         if unit.closure_cells and replay and variant.deferred:
             self._exposures(unit, flow, hooks, at, after)
         # A method-form opener on a result (``r.strip()``) is an attribute load and the
@@ -503,9 +499,11 @@ class Program:
             loc = cfg.instrs[index].location
             if trace:
                 at(index).extend(_probe(call, hooks.before(site), loc))
-                if index in wrapped:
-                    # The callable decides (``wrap_first``): deferred, its inputs go as
-                    # they are; made here, each is resolved first (``first_arg``).
+                if first and index in deferred_calls:
+                    # Every site the simulation lets placeholders reach uncalled: the
+                    # callable decides (``wrap_first``, which defers only at
+                    # ``variant.deferred``): deferred, its inputs go as they are; made
+                    # here, each is resolved first (``first_arg``).
                     roles = call.roles
                     depth = len(roles) - roles.index("callable")
                     at(index).extend([Instr("SWAP", depth, location=loc),
@@ -528,7 +526,7 @@ class Program:
                 if unit.site_ids[index] in variant.settles and not cfg.protected[index]:
                     at(index).extend(_barrier(hooks.settle, cfg.instrs[index].location))
         if in_place and replay and variant.deferred:
-            self._touches(unit, flow, wrapped if first else deferred_calls, lazy_here, hooks, at)
+            self._touches(unit, flow, deferred_calls, lazy_here, hooks, at)
             for index, instr in enumerate(cfg.instrs):
                 if cfg.protected[index]:
                     continue  # nothing is ever pending inside protected code
