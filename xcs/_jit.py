@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import CodeType, FrameType, FunctionType, GeneratorType, MethodType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
-from xcs import _callees, _compat, _explain, _owners, _replay
+from xcs import _callees, _compat, _explain, _owners, _replay, _switches
 from xcs._analyze import MIN_DURATION, ExecutorFacts, Plan
 from xcs._codes import HELPERS, fold_helper
 from xcs._errors import RewriteError, XcsTypeError, XcsValueError, XcsWarning
@@ -381,6 +381,9 @@ class _SiteHook:
                 or (type(fn) is FunctionType and fn.__code__ in HELPERS
                     and helper_stays(fn, args))):
             return inv.call_here(fn, args, kwargs)
+        # Placeholders may reach any site of the body from now on: no site runs as
+        # written without its hooks any more (``_switches``).
+        self.state.switches.forbid()
         try:
             frames = self._frames(self._caller())  # makes ``via`` on the first deferral
             result = inv.defer(self.site, self.line, fn, args, kwargs, self.scan, self.via,
@@ -609,6 +612,12 @@ class _Hooks:
     def lazy(self, op: int) -> Callable[[tuple[Any, ...]], Any]:
         return self.ops[op].lazy
 
+    def site_switch(self, site: int) -> object:
+        return self.state.switches.sites[site]
+
+    def op_switch(self, op: int) -> object:
+        return self.state.switches.ops[op]
+
     def use(self, value: Any) -> Any:
         rec = self.tls.cur
         if type(rec) is Invocation:
@@ -802,6 +811,8 @@ class _Function:
             if sites and self.throttle is None and not (executor is not None and remote(executor)):
                 self.first = Variant("first", sites)
             self.variants.append(self.first or Variant("trace"))
+            self.switches = _switches.Switches(len(self.program.sites),
+                                               len(self.program.op_sites))
             self.hooks = _Hooks(self)
             code = self._build()
         except RewriteError as exc:
@@ -909,6 +920,9 @@ class _Function:
                 inv = Invocation(self.executor or default_executor(),
                                  lambda inv, raised: self.end_trial(inv.rec, raised, inv))
                 inv.rec = rec = Recorder(self.prefix, inv)
+                self.switches.reset()  # what an earlier trial muted, this one sees
+                if self.switches.allowed:
+                    rec.switches = self.switches
                 rec.context = (entry, prev, len(self.tls.gated))  # type: ignore[attr-defined]
                 self.tls.cur = inv
                 return k

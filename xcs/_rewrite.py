@@ -147,6 +147,8 @@ class Hooks(Protocol):
     def op_before(self, op: int) -> Callable[..., Any]: ...
     def op_after(self, op: int) -> Callable[[Any], Any]: ...
     def lazy(self, op: int) -> Callable[[tuple[Any, ...]], Any]: ...
+    def site_switch(self, site: int) -> object: ...
+    def op_switch(self, op: int) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -558,8 +560,39 @@ class Program:
         def label(old: Label) -> Label:
             return labels.setdefault(old, Label())
 
+        def hooked(index: int, item: Instr) -> list[Any]:
+            loc = item.location
+            seq: list[Any] = [*before.get(index, ())]
+            if index in lazy_here:
+                seq += [Instr("BUILD_TUPLE", lazy_here[index], location=loc),
+                        *ops.apply(hooks.lazy(unit.op_ids[index]), loc)]
+                if index in methods:  # then the slot, as the opener would push it
+                    if first:
+                        seq += ops.apply(hooks.op_after(unit.op_ids[index]), loc)
+                    seq += ops.normalize(item)[1:]
+                elif item.name == "UNPACK_SEQUENCE":  # of the tuple the hook returned
+                    seq.append(item.copy())
+            elif index in methods:  # traced: the load, its probe, then the slot
+                load, *rest = ops.normalize(item)
+                seq += [load, *ops.apply(hooks.op_after(unit.op_ids[index]), loc), *rest]
+            else:
+                seq += self._replace(unit, index, item, normalize, children, trace, hooks,
+                                     label)
+            seq.extend(after.get(index, ()))
+            return seq
+
+        def as_written(index: int, item: Instr) -> list[Instr]:
+            if index in methods:  # the same stack as the hooked copy's
+                normalized: list[Instr] = ops.normalize(item)
+                return normalized
+            return self._replace(unit, index, item, normalize, children, trace, hooks, label)
+
+        switches = self._switches(unit, flow, probed_ops, methods, hooks) if first else {}
         index = first_instr
-        for item in items:
+        pos = 0
+        while pos < len(items):
+            item = items[pos]
+            pos += 1
             if isinstance(item, Label):
                 out.append(label(item))
             elif isinstance(item, TryBegin):
@@ -571,28 +604,52 @@ class Program:
             elif isinstance(item, TryEnd):
                 out.append(TryEnd(blocks[id(item.entry)]))
             elif isinstance(item, Instr):
-                out.extend(before.get(index, ()))
-                loc = item.location
-                if index in lazy_here:
-                    out += [Instr("BUILD_TUPLE", lazy_here[index], location=loc),
-                            *ops.apply(hooks.lazy(unit.op_ids[index]), loc)]
-                    if index in methods:  # then the slot, as the opener would push it
-                        if first:
-                            out += ops.apply(hooks.op_after(unit.op_ids[index]), loc)
-                        out += ops.normalize(item)[1:]
-                    elif item.name == "UNPACK_SEQUENCE":  # of the tuple the hook returned
-                        out.append(item.copy())
-                elif index in methods:  # traced: the load, its probe, then the slot
-                    load, *rest = ops.normalize(item)
-                    out += [load, *ops.apply(hooks.op_after(unit.op_ids[index]), loc), *rest]
+                switch = switches.get(index)
+                span = [item]
+                if switch is not None:
+                    last, on = switch
+                    span += items[pos:pos + last - index]
+                    if not all(isinstance(x, Instr) for x in span) or any(
+                            i in before or i in after for i in range(index + 1, last)):
+                        span = [item]
+                        switch = None
+                if switch is None:
+                    out += hooked(index, item)
                 else:
-                    out.extend(self._replace(unit, index, item, normalize, children, trace,
-                                             hooks, label))
-                out.extend(after.get(index, ()))
-                index += 1
+                    # A first call's site that proved fast runs as written while
+                    # its switch is off (``_switches``): one test, no hook call.
+                    loc = item.location
+                    plain, end = Label(), Label()
+                    out += [Instr("LOAD_CONST", on, location=loc),
+                            *ops.jump_forward_if_false(plain, loc)]
+                    for k, instr in enumerate(span):
+                        out += hooked(index + k, instr)
+                    out += [ops.jump_forward(end, loc), plain]
+                    for k, instr in enumerate(span):
+                        out += as_written(index + k, instr)
+                    out.append(end)
+                    pos += len(span) - 1
+                index += len(span)
             else:
                 out.append(item)
         return out
+
+    def _switches(self, unit: _Unit, flow: Flow, probed_ops: dict[int, int],
+                  methods: set[int], hooks: Hooks) -> dict[int, tuple[int, object]]:
+        """First instruction -> (hooked instruction, its switch) of each site of a first
+        body whose hooks a switch can skip: every call site (from its glued prefix) and
+        every operator or access site that has hooks."""
+        cfg = unit.cfg
+        found: dict[int, tuple[int, object]] = {}
+        for index in flow.calls:
+            anchor = index
+            while anchor > 0 and cfg.instrs[anchor - 1].name in ops.CALL_PREFIX:
+                anchor -= 1
+            found[anchor] = (index, hooks.site_switch(unit.site_ids[index]))
+        for index in probed_ops:
+            if ops.opener(cfg.instrs[index]) is None or index in methods:
+                found.setdefault(index, (index, hooks.op_switch(unit.op_ids[index])))
+        return found
 
     def _exposures(self, unit: _Unit, flow: Flow, hooks: Hooks,
                    at: Callable[[int], list[Any]], after: dict[int, list[Any]]) -> None:
@@ -754,6 +811,12 @@ class _NamedHooks:
 
     def lazy(self, op: int) -> Any:
         return _Named(f"lazy {op}")
+
+    def site_switch(self, site: int) -> Any:
+        return _Named(f"switch {site}")
+
+    def op_switch(self, op: int) -> Any:
+        return _Named(f"op switch {op}")
 
 
 def _op_text(instr: Instr) -> str:

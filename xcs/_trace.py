@@ -307,6 +307,10 @@ class Recorder:
         self.cpu_budget: dict[int, int] = {}  # site -> CPU readings left while it stays fast
         self.fast: dict[int, int] = {}  # site -> how many of its calls in a row were fast
         self.muted: dict[int, float] = {}  # sites no longer recorded -> start of the current call
+        self.quiet: dict[int, int] = {}  # site -> calls in a row with no input from a recorded call
+        # A first call's ``_switches.Switches``, while its sites may run as written: a
+        # site muted with quiet inputs, or an operator muted, is switched off there.
+        self.switches: Any = None
         self.keep: list[Any] = []
         self.helper_stays: dict[int, str] = {}  # id of a helper -> what it calls that stays
         self.drains: list[tuple[int, int]] = []  # (site, first event) of builtins draining
@@ -325,9 +329,12 @@ class Recorder:
             # as uses: a non-deferred call waits for its inputs.
             results, derived = self.results, self.derived
             self._frame = None  # a call's input: the call is where it was needed
+            heard = False
             for value in operands:
                 if id(value) in results or id(value) in derived:
                     self._used(value, None, _clock())
+                    heard = True
+            self.quiet[site] = 0 if heard else self.quiet.get(site, 0) + 1
             self.muted[site] = _clock()
             return
         if len(self.events) >= MAX_CALLS:
@@ -369,6 +376,7 @@ class Recorder:
                     self._sources(value, sources)
         ev.deps = tuple(sorted(sources)) if sources else ()
         ev.opaque = opaque
+        self.quiet[site] = 0 if sources or opaque else self.quiet.get(site, 0) + 1
         ev.drained = bool(self.drains)
         self.events.append(ev)
         self.open.append(ev)
@@ -393,6 +401,9 @@ class Recorder:
             if end - started >= SLOW_CALL:
                 del self.muted[site]
                 self.fast[site] = 0
+                self.cpu_budget[site] = 2  # its next calls are timed in CPU too
+            elif self.switches is not None and self.quiet.get(site, 0) >= MUTE_AFTER:
+                self.switches.mute_site(site)  # switched on again (``_switches``): off
             return
         if self.truncated:
             return
@@ -426,10 +437,14 @@ class Recorder:
                     self.cpu_budget[site] = 2 if slow else self.cpu_budget.get(site, 2) - 1
                     if slow:
                         _callees.observed(ev.fn, end - ev.start - waited, ev.cpu, result)
+                elif slow:
+                    self.cpu_budget[site] = 2  # its CPU time is read from its next call on
                 fast = 0 if slow else self.fast.get(site, 0) + 1
                 self.fast[site] = fast
                 if fast >= MUTE_AFTER and ev.parent is None:
                     self.muted[site] = end
+                    if self.switches is not None and self.quiet.get(site, 0) >= MUTE_AFTER:
+                        self.switches.mute_site(site)  # its hooks are skipped from now on
                 ev.frame = None
                 self._produced(ev.index, result)
                 return
@@ -488,6 +503,8 @@ class Recorder:
         quiet = self.op_quiet.get(op, 0)
         if quiet >= MUTE_AFTER:  # its operands never came from a recorded call
             self._op_sources = _NO_SOURCES
+            if self.switches is not None:
+                self.switches.mute_op(op)  # its hooks are skipped from now on
             return
         # ``use`` and ``_sources`` for each operand, in one pass: this runs on
         # every iteration of a loop like ``acc += f(x)``.

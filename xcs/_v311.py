@@ -310,6 +310,10 @@ def jump_forward_if_false(target: Label, loc: Any = None) -> list[Instr]:
     return [Instr("POP_JUMP_FORWARD_IF_FALSE", target, location=loc)]
 
 
+def jump_forward(target: Label, loc: Any = None) -> Instr:
+    return Instr("JUMP_FORWARD", target, location=loc)
+
+
 def jump_backward(target: Label, loc: Any = None) -> Instr:
     return Instr("JUMP_BACKWARD", target, location=loc)
 

@@ -147,6 +147,7 @@ def jump_forward_if_false(target: Label, loc: Any = None) -> list[Instr]:
 
 
 jump_backward = _v311.jump_backward
+jump_forward = _v311.jump_forward
 
 
 def return_const(instr: Instr) -> tuple[bool, object]:

@@ -27,6 +27,7 @@ from xcs._v312 import (  # noqa: F401  (re-exported: unchanged since 3.12)
     in_place,
     is_with_enter,
     jump_backward,
+    jump_forward,
     jump_forward_if_true,
     method_name,
     reads_deep,

@@ -33,6 +33,7 @@ from xcs._v313 import (  # noqa: F401  (re-exported: unchanged since 3.13)
     count,
     in_place,
     jump_backward,
+    jump_forward,
     jump_forward_if_false,
     jump_forward_if_true,
     method_name,

@@ -36,6 +36,7 @@ from xcs._v314 import (  # noqa: F401  (re-exported: unchanged since 3.14)
     is_subscript,
     is_with_enter,
     jump_backward,
+    jump_forward,
     jump_forward_if_false,
     jump_forward_if_true,
     lazy_op,
