@@ -143,6 +143,12 @@ def reach(values: Any, deep: bool, budget: int = BUDGET) -> tuple[list[Any], boo
 
 def keys_of(values: Any) -> list[int]:
     """The keys under which a call that received ``values`` owns them."""
+    for value in values:  # the common case first: ``llm(prompt)``, ``fetch(i)``
+        kind = type(value)
+        if kind not in NEVER_OWNED or (kind is FunctionType and value.__closure__):
+            break
+    else:
+        return []
     objs, overflow = reach(values, deep=True)
     return [0] if overflow else [id(v) for v in objs]
 
