@@ -3,7 +3,12 @@ a loop of tiny calls costs a few times the plain loop, and nothing it computes c
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,7 @@ from xcs import _callees, _switches, jit
 from xcs._trace import MUTE_AFTER, Recorder
 
 N = 1000
+ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +123,23 @@ def test_switches_read_as_text():
     assert switches.as_text().endswith("off: sites [], operators []; forbidden)")
     switches.mute_site(1)  # forbidden: stays on
     assert switches.sites[1]
+
+
+def _run(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_first_call_at_interpreter_shutdown_records_without_the_rehook_thread():
+    """An atexit handler runs after threading's shutdown: no thread can start, so no
+    switch goes off, and the trial is an ordinary one (found by an adversarial tester)."""
+    got = _run(textwrap.dedent("""
+        import atexit
+        from xcs import jit
+        def tiny(x):
+            return x
+        def body(n):
+            return [tiny(k) for k in range(n)]
+        atexit.register(lambda: print(jit(body)(100) == body(100)))
+    """))
+    assert got.stdout.strip() == "True" and "XcsWarning" not in got.stderr, got.stderr

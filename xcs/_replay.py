@@ -262,8 +262,7 @@ class Invocation:
         self.watch = self.claimable and not isinstance(executor, ThreadPoolExecutor)
         self.tasks: list[Task] = []
         self.checked = 0  # tasks[:checked] are known to have succeeded
-        self.lock = threading.RLock()  # held directly where nothing waits: a C-level ``with``
-        self.cond = threading.Condition(self.lock)
+        self.cond = threading.Condition()
         self.on_exit = on_exit  # called with (invocation, raised) when the body is done
         self.refused: BaseException | None = None  # the executor would not take work
         self.t0 = _clock()
@@ -338,7 +337,7 @@ class Invocation:
             (task.fn, *task.args, *task.kwargs.values()), []) if t.seq < task.seq]
         if not found:
             return False
-        with self.lock:
+        with self.cond:
             if task.state != WAITING:
                 return True
             for dep in found:
@@ -443,7 +442,7 @@ class Invocation:
         # What it received belongs to it; looked at outside the lock (it may be long).
         keys = None if task.inline == OPERATOR else _owners.keys_of(
             (task.fn, *task.args, *task.kwargs.values()))
-        with self.lock:
+        with self.cond:
             done = []
             for dep in deps:
                 if dep.state in (FAILED, CANCELLED):  # never made: an input failed
@@ -545,7 +544,7 @@ class Invocation:
         stop = False
         while stack:
             task = stack[-1]
-            with self.lock:
+            with self.cond:
                 state = task.state
                 if state in _FINISHED:
                     stack.pop()
@@ -583,7 +582,7 @@ class Invocation:
             if help_throttle:
                 assert self.throttle is not None and task.future is not None
                 if not self.throttle.run_one_here(task.future):
-                    with self.lock:  # every slot is in use: one ends, or this task does
+                    with self.cond:  # every slot is in use: one ends, or this task does
                         if task.state == QUEUED:
                             self.cond.wait(_HELP_POLL)
             elif run_here:
@@ -631,7 +630,7 @@ class Invocation:
 
     # -- workers' side ---------------------------------------------------------
     def claim(self, task: Task) -> bool:
-        with self.lock:
+        with self.cond:
             # After a failure, a call later in program order that has not started
             # never starts: the plain function would not have made it.
             if task.state != QUEUED or task.seq > self.failed:
@@ -643,7 +642,7 @@ class Invocation:
                  cancelled: bool = False, ended: float = 0.0) -> None:
         ready: list[Task] = []
         ended = ended or _clock()
-        with self.lock:
+        with self.cond:
             task.ended = ended
             if not task.started:
                 task.started = ended
@@ -726,7 +725,7 @@ class Invocation:
                 here = all(map(pure_value, task.args))
             else:  # a continuation: like a deferred callee, unless its callee must stay
                 here = task.site < 0 or stays_here(task.fn) is None
-            with self.lock:
+            with self.cond:
                 if task.state != WAITING:
                     return
                 stopped = task.seq > self.failed  # plain stopped before it: never made
@@ -737,7 +736,7 @@ class Invocation:
             elif here:
                 task.execute()
             return
-        with self.lock:
+        with self.cond:
             if task.state != WAITING:
                 return
             task.state = QUEUED
@@ -760,7 +759,7 @@ class Invocation:
                 future.add_done_callback(task.from_future)
         except BaseException as exc:
             self.refused = exc
-            with self.lock:
+            with self.cond:
                 if task.state != QUEUED:
                     return
                 # Run it as the plain function would: here if this is the body's
@@ -777,7 +776,7 @@ class Invocation:
         key = _cache_key(task.fn, task.args, task.kwargs)
         if key is None:
             return False
-        with self.lock:
+        with self.cond:
             first = self.cached.get(key)
             self.cached[key] = task
             if first is None or first.state in _FINISHED or first is task:
@@ -794,7 +793,7 @@ class Invocation:
             error = future.exception()
         if error is None:
             return
-        with self.lock:
+        with self.cond:
             if task.state != QUEUED:
                 return
             self.refused = error
@@ -802,7 +801,7 @@ class Invocation:
             self.cond.notify_all()
 
     def _cancel_unstarted(self) -> None:
-        with self.lock:
+        with self.cond:
             for task in self.tasks:
                 if task.state in (WAITING, QUEUED, HELD):
                     if (not self.claimable and task.future is not None
@@ -817,7 +816,7 @@ class Invocation:
             self.cond.notify_all()
 
     def _wait_running(self) -> None:
-        with self.lock:
+        with self.cond:
             while any(t.state in (RUNNING, QUEUED) for t in self.tasks):
                 self.cond.wait()
 

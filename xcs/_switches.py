@@ -52,14 +52,13 @@ class Switch(list):  # type: ignore[type-arg]
 class Switches:
     """The switches of one function's call sites and operator sites."""
 
-    __slots__ = ("_lock", "_off", "allowed", "ops", "sites")
+    __slots__ = ("_off", "allowed", "ops", "sites")
 
     def __init__(self, sites: int, ops: int) -> None:
         self.sites = [Switch([True]) for _ in range(sites)]
         self.ops = [Switch([True]) for _ in range(ops)]
         self.allowed = True  # False once a call of the function was deferred
         self._off: list[Switch] = []
-        self._lock = threading.Lock()
 
     def mute_site(self, site: int) -> None:
         self._off_now(self.sites[site])
@@ -70,27 +69,27 @@ class Switches:
     def _off_now(self, switch: Switch) -> None:
         if not switch or not self.allowed:
             return
-        with self._lock:
-            if switch and self.allowed:
+        with _REHOOKER.lock:
+            # Off only if it will come on again: no thread can start once the
+            # interpreter is shutting down (a call made by an atexit handler).
+            if switch and self.allowed and (self._off or _REHOOKER.later(self)):
                 switch.clear()
                 self._off.append(switch)
-                if len(self._off) == 1:
-                    _REHOOKER.later(self)
 
     def reset(self) -> None:
         """Every switch on again."""
         if self._off:
-            with self._lock:
+            with _REHOOKER.lock:
                 self._on()
 
     def forbid(self) -> None:
         """A call is about to be deferred: placeholders may reach any site from now on."""
         if self.allowed:
-            with self._lock:
+            with _REHOOKER.lock:
                 self.allowed = False
                 self._on()
 
-    def _on(self) -> None:
+    def _on(self) -> None:  # under the lock
         for switch in self._off:
             if not switch:
                 switch.append(True)
@@ -107,37 +106,48 @@ class Switches:
 
 class _Rehooker:
     """One daemon thread for the process: resets the switches turned off, a while
-    after they were."""
+    after they were.  One lock for every ``Switches`` of the process, held around a
+    fork, so that a child never starts with it held by a thread it does not have."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        self._cond = threading.Condition(self.lock)
         self._waiting: list[Switches] = []
         self._thread: threading.Thread | None = None
 
-    def later(self, switches: Switches) -> None:
-        with self._cond:
-            self._waiting.append(switches)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="xcs-rehook",
-                                                daemon=True)
-                self._thread.start()
-            self._cond.notify()
+    def later(self, switches: Switches) -> bool:
+        """Reset ``switches`` in REHOOK_AFTER seconds (called under ``lock``); False if
+        no thread can do it."""
+        if self._thread is None or not self._thread.is_alive():
+            thread = threading.Thread(target=self._run, name="xcs-rehook", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                return False
+            self._thread = thread
+        self._waiting.append(switches)
+        self._cond.notify()
+        return True
 
     def _run(self) -> None:
         while True:
-            with self._cond:
+            with self.lock:
                 while not self._waiting:
                     self._cond.wait()
             time.sleep(REHOOK_AFTER)
-            with self._cond:
+            with self.lock:
                 due, self._waiting = self._waiting, []
-            for switches in due:
-                switches.reset()
+                for switches in due:
+                    switches._on()
 
-    def _forked(self) -> None:  # the thread did not survive a fork
+    def _forked(self) -> None:
+        """In a child: the thread did not survive the fork; the lock, held by the
+        forking thread (``before``), is replaced."""
         self.__init__()  # type: ignore[misc]
 
 
 _REHOOKER = _Rehooker()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_REHOOKER._forked)
+    os.register_at_fork(before=lambda: _REHOOKER.lock.acquire(),
+                        after_in_parent=lambda: _REHOOKER.lock.release(),
+                        after_in_child=_REHOOKER._forked)
