@@ -94,7 +94,7 @@ def warm(f, *args, times: int = 2, sites: int = 0, **kwargs):
     do, not about plans.
     """
     result = None
-    for _ in range(5):
+    for attempt in range(5):
         for _ in range(times):
             result = f(*args, **kwargs)
         state = getattr(f, "__xcs__", None)
@@ -103,6 +103,8 @@ def warm(f, *args, times: int = 2, sites: int = 0, **kwargs):
         stats = f.stats().signatures
         if replays(f) and all(len(s.deferred_sites) >= sites for s in stats):
             break
+        if attempt == 4:
+            break  # keep the last plan: forgetting it would make the next call a trial
         if not retrace_if_unlucky(f) and replays(f):
             state.entries.clear()  # it replayed, deferring too little: trace again
     return result
