@@ -18,7 +18,7 @@ import traceback
 
 import pytest
 
-from xcs import jit
+from xcs import _callees, jit
 
 from .test_contract import outcome, replays, warm
 
@@ -637,6 +637,12 @@ def test_a_failing_access_in_a_comprehension_shows_its_frame(form):
 
 
 def test_a_loop_over_the_keys_of_a_dict_of_pending_results_waits_for_none():
+    # From a process that knows no callee: after earlier tests taught it ``llm``, the
+    # first call defers every call, and in a full run on 3.15 the gated replay broke
+    # its barrier once in two runs (an open first-call planning question; see the
+    # session note). This test is about what a replay of this plan does.
+    _callees.clear()
+
     def body(docs):
         results = {d: llm(d) for d in docs}
         keys = []
