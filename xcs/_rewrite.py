@@ -456,9 +456,7 @@ class Program:
 
         def at(index: int) -> list[Any]:
             # Insertions for a CALL go before its glued prefix (KW_NAMES, PRECALL).
-            anchor = index
-            while anchor > 0 and cfg.instrs[anchor - 1].name in ops.CALL_PREFIX:
-                anchor -= 1
+            anchor = _anchor(cfg, index)
             if cfg.instrs[anchor].name in ("END_FOR", "POP_ITER") or (
                     anchor > 0 and cfg.instrs[anchor - 1].name == "END_FOR"
                     and not ops.CODE_AFTER_END_FOR):
@@ -642,10 +640,7 @@ class Program:
         cfg = unit.cfg
         found: dict[int, tuple[int, object]] = {}
         for index in flow.calls:
-            anchor = index
-            while anchor > 0 and cfg.instrs[anchor - 1].name in ops.CALL_PREFIX:
-                anchor -= 1
-            found[anchor] = (index, hooks.site_switch(unit.site_ids[index]))
+            found[_anchor(cfg, index)] = (index, hooks.site_switch(unit.site_ids[index]))
         for index in probed_ops:
             if ops.opener(cfg.instrs[index]) is None or index in methods:
                 found.setdefault(index, (index, hooks.op_switch(unit.op_ids[index])))
@@ -951,6 +946,14 @@ def _may_hold_placeholders(code: CodeType) -> Val:
 def _cell_name(instr: Instr) -> str | None:
     arg = instr.arg
     return getattr(arg, "name", None) if isinstance(arg, CellVar) else None
+
+
+def _anchor(cfg: Cfg, index: int) -> int:
+    """Where insertions for instruction ``index`` go: before a CALL's glued prefix
+    (KW_NAMES, PRECALL), else at the instruction itself."""
+    while index > 0 and cfg.instrs[index - 1].name in ops.CALL_PREFIX:
+        index -= 1
+    return index
 
 
 def _resolve_at(depth: int, hook: Callable[[Any], Any], loc: Any) -> list[Instr]:
