@@ -12,12 +12,18 @@ from __future__ import annotations
 import weakref
 from types import CodeType, TracebackType
 
-__all__ = ["HELPERS", "WRITERS", "fold_caught", "fold_helper"]
+__all__ = ["HELPERS", "WRITERS", "fold_caught", "fold_helper", "is_writer"]
 
 HELPERS: weakref.WeakSet[CodeType] = weakref.WeakSet()
 # Helpers that change a list they receive (an outlined ``if`` that filters into one,
 # ``_filters``): a deferred call receiving that list starts after them.
 WRITERS: weakref.WeakSet[CodeType] = weakref.WeakSet()
+
+
+def is_writer(fn: object) -> bool:
+    """Whether ``fn`` is such a helper; free while the process has none (every call
+    deferred asks)."""
+    return bool(WRITERS) and getattr(fn, "__code__", None) in WRITERS
 
 
 def fold_helper(tb: TracebackType | None) -> TracebackType | None:

@@ -39,7 +39,7 @@ from types import BuiltinFunctionType, CodeType, FrameType, MethodType, Tracebac
 from typing import Any, NamedTuple
 
 from xcs import _owners
-from xcs._codes import HELPERS, WRITERS
+from xcs._codes import HELPERS, is_writer
 from xcs._executors import Throttle, picklable, remote
 from xcs._trace import pure_value, stays_here, where_used
 
@@ -263,6 +263,7 @@ class Invocation:
         self.tasks: list[Task] = []
         self.checked = 0  # tasks[:checked] are known to have succeeded
         self.cond = threading.Condition()
+        self.sleepers = 0  # threads in ``cond.wait`` (see ``_sleep``)
         self.on_exit = on_exit  # called with (invocation, raised) when the body is done
         self.refused: BaseException | None = None  # the executor would not take work
         self.t0 = _clock()
@@ -312,7 +313,7 @@ class Invocation:
             deps.append(fn.task)
         if self.writers and _owners.OWNED:
             deps += self._after_writers((fn, *args, *kwargs.values()), deps)
-        if getattr(fn, "__code__", None) in WRITERS:  # a filter deferred whole: in order too
+        if is_writer(fn):  # a filter deferred whole: in order too
             self.writers.add(task)
         if self.claimable:
             task.ctx = contextvars.copy_context()
@@ -377,7 +378,7 @@ class Invocation:
         task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
         if python:
             self.ordered = task
-            if getattr(fn, "__code__", None) in WRITERS:
+            if is_writer(fn):
                 self.writers.add(task)
         task.inline = ANYWHERE
         task.via = via
@@ -442,6 +443,11 @@ class Invocation:
         # What it received belongs to it; looked at outside the lock (it may be long).
         keys = None if task.inline == OPERATOR else _owners.keys_of(
             (task.fn, *task.args, *task.kwargs.values()))
+        if not deps:  # the common case: no other thread can see the task yet
+            if keys:
+                _owners.own(task, keys=keys)
+            self._submit(task, fresh=True)
+            return Pending(task)
         with self.cond:
             done = []
             for dep in deps:
@@ -510,7 +516,8 @@ class Invocation:
         tasks = self.tasks
         while self.checked < len(tasks):
             task = tasks[self.checked]
-            self.wait(task)
+            if task.state not in _FINISHED:
+                self.wait(task)
             if task.state != DONE:
                 raise task.error if task.error is not None else _Skipped()
             self.checked += 1
@@ -574,17 +581,17 @@ class Invocation:
                         dep = task.after  # held back behind a call with the same cache key
                     run_here = False
                     if dep is None:
-                        self.cond.wait()
+                        self._sleep()
                         continue
                 else:
-                    self.cond.wait()
+                    self._sleep()
                     continue
             if help_throttle:
                 assert self.throttle is not None and task.future is not None
                 if not self.throttle.run_one_here(task.future):
                     with self.cond:  # every slot is in use: one ends, or this task does
                         if task.state == QUEUED:
-                            self.cond.wait(_HELP_POLL)
+                            self._sleep(_HELP_POLL)
             elif run_here:
                 if state == QUEUED and self.throttle is not None:
                     # In the slot this worker's call holds, at the throttle's rate; its
@@ -684,7 +691,8 @@ class Invocation:
                             _owners.disown(dep)
                         stack.append(dep)
                 t.dependents = []
-            self.cond.notify_all()
+            if self.sleepers:
+                self.cond.notify_all()
         self._submit_ready(ready)
 
     def _submit_ready(self, ready: list[Task]) -> None:
@@ -709,7 +717,9 @@ class Invocation:
             del self.draining[ident]
 
     # -- internals -------------------------------------------------------------
-    def _submit(self, task: Task) -> None:
+    def _submit(self, task: Task, fresh: bool = False) -> None:
+        """Start ``task`` (its inputs are done).  ``fresh``: the body's thread made it
+        just now with no pending input, so no other thread can know it yet."""
         if task.placeholders:  # placeholders among the inputs (done or not): put values in
             task.args = tuple(_resolved(a) for a in task.args)
             for key, value in task.kwargs.items():
@@ -736,10 +746,13 @@ class Invocation:
             elif here:
                 task.execute()
             return
-        with self.cond:
-            if task.state != WAITING:
-                return
+        if fresh:
             task.state = QUEUED
+        else:
+            with self.cond:
+                if task.state != WAITING:
+                    return
+                task.state = QUEUED
         try:
             future: Future[Any]
             if self.throttle is not None and self.claimable:
@@ -818,7 +831,16 @@ class Invocation:
     def _wait_running(self) -> None:
         with self.cond:
             while any(t.state in (RUNNING, QUEUED) for t in self.tasks):
-                self.cond.wait()
+                self._sleep()
+
+    def _sleep(self, timeout: float | None = None) -> None:
+        """``cond.wait``, counted (the lock is held): a call that finishes wakes
+        threads only when some are asleep."""
+        self.sleepers += 1
+        try:
+            self.cond.wait(timeout)
+        finally:
+            self.sleepers -= 1
 
     def _first_failure(self, exc: BaseException, frame: FrameType | None) -> BaseException:
         for task in self.tasks:
@@ -939,13 +961,11 @@ def _resolved(value: Any) -> Any:
 
 def _pending_in(args: tuple[Any, ...], kwargs: dict[str, Any], scan: bool = True) -> list[Task]:
     found: list[Task] = []
-    for value in (*args, *kwargs.values()):
+    for value in (*args, *kwargs.values()) if kwargs else args:
         kind = type(value)
         if kind is Pending:
             found.append(value.task)
-        elif not scan:
-            continue
-        elif kind in (list, tuple, dict):
+        elif scan and (kind is list or kind is tuple or kind is dict):
             for item in value.values() if kind is dict else value:
                 if type(item) is Pending:
                     found.append(item.task)
