@@ -156,6 +156,36 @@ def test_a_callee_that_turns_out_fast_is_made_in_the_body_again():
     assert _callees.lookup(sometimes) is None  # its deferred calls were fast: forgotten
 
 
+def test_resolving_the_inputs_of_a_call_made_here_is_not_its_time(monkeypatch):
+    """A fast call on results (a count, an outlined loop over them) is timed from when
+    its inputs are there, as in plain: the first call's waiting for them and resolving
+    them is not its time, else it looks slow, is kept in the body, and is deferred in
+    the first calls of every other function."""
+    from xcs import _trace
+
+    alias = _trace.Recorder.alias
+
+    def slow_alias(self, placeholder, value):  # resolving takes long: 2 ms an item
+        time.sleep(0.002)
+        alias(self, placeholder, value)
+
+    monkeypatch.setattr(_trace.Recorder, "alias", slow_alias)
+
+    def count(items):
+        return len(items)
+
+    def body(xs):
+        results = [slow_model(x) for x in xs]
+        return count(results), results
+
+    f = jit(body)
+    assert f(["a", "b", "c", "d"]) == (4, ["A", "B", "C", "D"])
+    assert f.stats().signatures[0].first_deferred == 3, f.explain()
+    assert _callees.lookup(slow_model) is not None
+    assert _callees.lookup(count) is None, f.explain()  # never slow itself
+    assert "count()" in f.explain() and "continue (when their inputs arrive)" in f.explain()
+
+
 def test_explain_and_stats_say_what_the_first_call_deferred():
     def body(m, xs):
         return [m(x) for x in xs]

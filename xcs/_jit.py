@@ -638,8 +638,10 @@ class _Hooks:
         kind = type(value)
         if kind is Pending or kind is list or kind is dict or kind is tuple:
             value = self._resolved(inv.rec, value)
+            inv.rec.inputs_ready()
         if _OWNED and not _owners.clear((value,), 1):
             inv.touch((value,), 1)
+            inv.rec.inputs_ready()
         return value
 
     def use_resolve(self, value: Any) -> Any:

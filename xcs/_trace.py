@@ -317,12 +317,14 @@ class Recorder:
         self.drain_sites: set[int] = set()
         self._frame: Any = None  # the body's frame at the current ``use``
         self.truncated = False
+        self.opened = -1  # the site of the last ``before``
         self.wall0 = time.time()
         self.cpu0 = _cpu()
         self.t0 = _clock()
 
     # -- hooks ---------------------------------------------------------------
     def before(self, site: int, fn: Any, operands: tuple[Any, ...]) -> None:
+        self.opened = site  # (see ``inputs_ready``)
         if site in self.muted:
             # A site whose last MUTE_AFTER calls were all fast is only timed: if
             # one turns out slow it is recorded again.  Its operands still count
@@ -567,9 +569,27 @@ class Recorder:
         ev = self.open[-1] if self.open else None
         if ev is not None and ev.site == site:
             ev.fn = fn
-            if ev.cpu0 is not None:
-                ev.cpu0 = _cpu()
-            ev.start = _clock()
+            self._restart(ev)
+
+    def inputs_ready(self) -> None:
+        """A first call resolved inputs of the call ``before`` opened last: it waited
+        for them, resolved containers, aliased their items.  In plain they were there:
+        the call is timed from now on (else a fast loop over results looks slow)."""
+        site = self.opened
+        if site in self.muted:
+            self.muted[site] = _clock()
+            return
+        ev = self.open[-1] if self.open else None
+        if ev is not None and ev.site == site and ev.task is None:
+            self._restart(ev)
+
+    def _restart(self, ev: _Open) -> None:
+        if ev.cpu0 is not None:
+            ev.cpu0 = _cpu()
+        if self.deferring is not None:  # what it waited for so far is behind it
+            ev.waited0 = self.deferring.waited
+            ev.waited_cpu0 = self.deferring.waited_cpu
+        ev.start = _clock()
 
     def alias(self, placeholder: Any, value: Any) -> None:
         """The body resolved ``placeholder`` to ``value``: it came from the same calls."""
