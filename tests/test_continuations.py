@@ -636,6 +636,37 @@ def test_a_failing_access_in_a_comprehension_shows_its_frame(form):
             == [(t.name, t.lineno) for t in traceback.extract_tb(expected.__traceback__)])
 
 
+def _methods_taken_first(docs):
+    results = [text_of(d) for d in docs]
+    out = []
+    for r in results:
+        strip = r.strip  # a placeholder: the method of a pending result
+        if strip:  # the branch needs it: it is done when the call below is made
+            out.append(strip()[0])
+    return out
+
+
+def test_a_method_of_a_result_taken_first_is_called_once_it_is_done():
+    """``m = r.strip`` then ``m()``: the call is made with the method itself, in the
+    body, when the method is already known (before, xcs called the placeholder: a
+    TypeError plain never raises), and the eight calls still overlap."""
+    f = jit(_methods_taken_first)
+    assert through_gate(f, DOCS, N) == _methods_taken_first(DOCS)
+
+
+def test_a_method_of_a_result_taken_first_raises_what_plain_raises():
+    f = jit(_methods_taken_first)
+    warm(f, DOCS, sites=1)
+    before = replays(f)
+    docs = [*DOCS[:2], "blank", *DOCS[3:]]  # strip() leaves nothing: [0] raises IndexError
+    expected, got = _failure(_methods_taken_first, docs), _failure(f, docs)
+    assert replays(f) == before + 1
+    assert type(got) is type(expected) is IndexError
+    assert str(got) == str(expected)
+    assert ([(t.name, t.lineno) for t in traceback.extract_tb(got.__traceback__)]
+            == [(t.name, t.lineno) for t in traceback.extract_tb(expected.__traceback__)])
+
+
 def test_a_loop_over_the_keys_of_a_dict_of_pending_results_waits_for_none():
     # From a process that knows no callee: after earlier tests taught it ``llm``, the
     # first call defers every call, and in a full run on 3.15 the gated replay broke

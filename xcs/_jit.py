@@ -10,6 +10,7 @@ frame, through the hooks defined here.
 
 from __future__ import annotations
 
+import dis
 import functools
 import inspect
 import json
@@ -24,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from types import CodeType, FrameType, FunctionType, GeneratorType, MethodType
+from types import CodeType, FrameType, FunctionType, GeneratorType, MethodType, TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from xcs import _callees, _compat, _explain, _owners, _replay, _switches
@@ -744,16 +745,27 @@ class _Hooks:
 def _without_own_frames(exc: BaseException) -> BaseException:
     """Drop xcs's own frames (a drain running a generator expression, a call made
     here, an outlined try's helper) from the traceback between the body's frame and
-    the code that raised."""
+    the code that raised; and the last one, where it made the body's call or
+    operation (``fn(*args)``) and a builtin raised: plain's traceback ends in the body."""
     tb = fold_helper(exc.__traceback__)
     exc.__traceback__ = tb
     while tb is not None and tb.tb_next is not None:
         nxt = tb.tb_next
-        if nxt.tb_frame.f_code.co_filename.startswith(_HERE) and nxt.tb_next is not None:
+        if nxt.tb_frame.f_code.co_filename.startswith(_HERE) and (
+                nxt.tb_next is not None or _made_the_call(nxt)):
             tb.tb_next = nxt.tb_next
         else:
             tb = nxt
     return exc
+
+
+_CALL_EX = dis.opmap["CALL_FUNCTION_EX"]
+
+
+def _made_the_call(tb: TracebackType) -> bool:
+    """Did xcs's frame raise from its ``fn(*args, **kwargs)``, the body's own call?"""
+    code = tb.tb_frame.f_code.co_code
+    return 0 <= tb.tb_lasti < len(code) and code[tb.tb_lasti] == _CALL_EX
 
 
 class _Layout:

@@ -474,7 +474,10 @@ class Invocation:
         return Pending(task)
 
     def call_here(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Make a call in the body's thread, in program order, with its inputs resolved."""
+        """Make a call in the body's thread, in program order, with its inputs resolved
+        (the callee too: ``m = r.strip`` of a result is a placeholder, done or not)."""
+        if type(fn) is Pending:
+            fn = fn.task.inv.force(fn.task)
         args = tuple(resolve(a) for a in args)
         kwargs = {k: resolve(v) for k, v in kwargs.items()}
         values = (fn, *args, *kwargs.values())
