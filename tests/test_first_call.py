@@ -186,6 +186,33 @@ def test_resolving_the_inputs_of_a_call_made_here_is_not_its_time(monkeypatch):
     assert "count()" in f.explain() and "continue (when their inputs arrive)" in f.explain()
 
 
+def test_making_a_deferred_call_is_not_the_bodys_time(monkeypatch):
+    """What a first call spends making its deferred calls (a trampoline compiled per
+    site, a pool starting a thread) is xcs's time, not the body's: a chain, whose
+    every result is needed at once, is still planned plain."""
+    from xcs import _replay
+
+    trampoline = _replay.trampoline
+
+    def slow_trampoline(*args):  # making each site's first deferral takes 10 ms
+        time.sleep(0.01)
+        return trampoline(*args)
+
+    monkeypatch.setattr(_replay, "trampoline", slow_trampoline)
+    jit(lambda x: slow_model(x))("teach")  # the process knows slow_model is slow
+
+    def chain(x):
+        a = slow_model(x)
+        b = slow_model(a)
+        return slow_model(b)
+
+    f = jit(chain)
+    assert f("x") == "X"
+    sig = f.stats().signatures[0]
+    assert sig.first_deferred == 3, f.explain()
+    assert sig.status == "plain", f.explain()
+
+
 def test_explain_and_stats_say_what_the_first_call_deferred():
     def body(m, xs):
         return [m(x) for x in xs]

@@ -372,6 +372,7 @@ class _SiteHook:
         return fn
 
     def first(self, known: _callees.Callee, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        entered, cpu = time.perf_counter(), time.thread_time()
         inv = self.tls.cur
         if type(inv) is not Invocation or inv.rec is None:
             return fn(*args, **kwargs)
@@ -395,6 +396,9 @@ class _SiteHook:
         if type(result) is Pending:
             ev.task = result.task
             result.task.pure = known.pure
+            rec = inv.rec  # what it spent is not the body's own time (``Recorder.spent``)
+            rec.spent.append((entered, time.perf_counter()))
+            rec.spent_cpu += time.thread_time() - cpu
         return result
 
     def drain(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
