@@ -247,7 +247,8 @@ class _Entry:
         self.plan: Plan | None = None
         self.graph: Graph | None = None
         self.variant: Variant | None = None
-        self.timeline: Timeline | None = None  # of the last replay
+        # Of the last replay: drawn when asked for (``last_timeline``), not per replay.
+        self.timeline: Timeline | Callable[[], Timeline] | None = None
         self.trial_started = 0.0
         self.trial_thread = ""
         self.first: Timeline | None = None  # of the first call, when it deferred calls
@@ -256,8 +257,11 @@ class _Entry:
 
     def last_timeline(self) -> Timeline | None:
         """The last replay's timeline, else the trial's."""
-        if self.timeline is not None:
-            return self.timeline
+        timeline = self.timeline
+        if callable(timeline):
+            timeline = self.timeline = timeline()
+        if timeline is not None:
+            return timeline
         if self.graph is not None:
             return _explain.timeline_from_graph(self.graph, self.trial_started, self.trial_thread)
         return None
@@ -1046,7 +1050,7 @@ class _Function:
         if inv.refused is None:  # a call the executor refused ran plain: not a replay
             entry.replays += 1
             entry.replay_time += time.perf_counter() - start
-            entry.timeline = inv.timeline()
+            entry.timeline = inv.draw_timeline()
         else:
             entry.status = "plain"
             entry.reason = f"the executor refused work: {type(inv.refused).__name__}: {inv.refused}"
@@ -1147,7 +1151,7 @@ class _Function:
                 mean = e.replay_time / e.replays
                 lines.append(f"  measured: {e.replays} replays, mean {mean * 1e3:.1f} ms "
                              f"({e.plan.plain_time / mean:.2f}x)")
-                lines += _waits(e.timeline, where)
+                lines += _waits(e.last_timeline(), where)
         return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import (
     CancelledError,
     Executor,
@@ -35,7 +36,7 @@ from concurrent.futures import (
     ThreadPoolExecutor,
 )
 from dataclasses import dataclass
-from types import BuiltinFunctionType, CodeType, FrameType, MethodType, TracebackType
+from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, MethodType, TracebackType
 from typing import Any, NamedTuple
 
 from xcs import _owners
@@ -183,7 +184,7 @@ class Task:
         self.name = ("a method of a result" if type(fn) is Pending  # ``r.strip()``
                      else getattr(fn, "__qualname__", None) or type(fn).__qualname__)
         self.started = self.ended = 0.0
-        self.thread = "executor"
+        self.thread: Any = "executor"  # or the Thread that ran it (named when drawn)
         self.inline = 0  # a continuation (OPERATOR or ANYWHERE), computed where inputs arrive
         self.placeholders = False  # some inputs were placeholders when it was made
         self.pure = False  # a first call expects an immutable builtin from it (see _jit)
@@ -206,7 +207,7 @@ class Task:
 
     def execute(self) -> None:
         args, kwargs, fn, ctx, via = self.args, self.kwargs, self.fn, self.ctx, self.via
-        self.thread = threading.current_thread().name
+        self.thread = threading.current_thread()
         self.started = _clock()
         try:
             if via is not None:
@@ -856,13 +857,13 @@ class Invocation:
 
     def timeline(self) -> Timeline:
         """The calls this invocation deferred and where its body waited, so far."""
-        t0 = self.t0
-        spans = [Span("call", t.name, t.site, t.started - t0, t.ended - t0, t.thread)
-                 for t in self.tasks if t.state in (DONE, FAILED) and t.ended and not t.inline]
-        body = threading.current_thread().name
-        spans += [Span("wait", t.name, t.site, a - t0, b - t0, body, where)
-                  for a, b, t, where in self.waits]
-        return Timeline("replay", self.wall0, _clock() - t0, tuple(spans))
+        return self.draw_timeline()()
+
+    def draw_timeline(self) -> Callable[[], Timeline]:
+        """``timeline`` as of now, drawn when called: a replay of 256 calls costs one
+        list of spans only when someone looks (the lists outlive ``_exit``)."""
+        return functools.partial(_timeline, self.t0, self.wall0, _clock(), self.tasks,
+                                 self.waits, threading.current_thread().name)
 
     def _exit(self, raised: bool) -> None:
         _live.discard(self)
@@ -871,8 +872,8 @@ class Invocation:
             on_exit(self, raised)
         # Tasks and the invocation point at each other: let results and inputs go
         # now rather than at the next garbage collection.
-        for task in self.tasks:
-            task.value = task.tb = None
+        for task in self.tasks:  # (a timeline still to draw keeps them: see draw_timeline)
+            task.value = task.tb = task.error = None
             task.fn = task.args = task.kwargs = task.ctx = task.frame = None
             if task.owns:  # e.g. a call still running when KeyboardInterrupt propagated
                 _owners.disown(task)
@@ -943,6 +944,8 @@ def _cache_key(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The key under which ``functools.lru_cache`` stores this call, else None."""
     try:  # runs in workers too, on any callable (whose __getattr__ may do anything)
         target = fn.__func__ if type(fn) is MethodType else fn
+        if type(target) is FunctionType and not target.__dict__:  # most callees: at once
+            return None
         info = getattr(target, "cache_parameters", None)
         if info is None or not callable(getattr(target, "cache_info", None)):
             return None
@@ -960,6 +963,16 @@ def _cache_key(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 def _resolved(value: Any) -> Any:
     """Like ``resolve`` for a task whose inputs are known to be finished."""
     return resolve(value) if type(value) in (Pending, list, dict, tuple) else value
+
+
+def _timeline(t0: float, wall0: float, end: float, tasks: list[Task],
+              waits: list[tuple[float, float, Task, str]], body: str) -> Timeline:
+    spans = [Span("call", t.name, t.site, t.started - t0, t.ended - t0,
+                  t.thread if type(t.thread) is str else t.thread.name)
+             for t in tasks if t.state in (DONE, FAILED) and t.ended and not t.inline]
+    spans += [Span("wait", t.name, t.site, a - t0, b - t0, body, where)
+              for a, b, t, where in waits]
+    return Timeline("replay", wall0, end - t0, tuple(spans))
 
 
 def _pending_in(args: tuple[Any, ...], kwargs: dict[str, Any], scan: bool = True) -> list[Task]:
