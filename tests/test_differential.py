@@ -165,11 +165,12 @@ def test_jit_matches_plain_on_generated_programs(monkeypatch):
         one.shutdown(wait=True)
         two.shutdown(wait=True)
     assert tally["programs"] >= PROGRAMS
-    # The comparison only means something if replays ran: most programs fan out.  About
-    # 40% replay on an idle machine; under a load of 4 on 2 cores trials measure their
-    # calls slower and fewer plans pass the speedup threshold (20% seen): a sixth is the
-    # floor that still proves dozens of replays were compared.
-    assert tally["replayed"] >= tally["programs"] // 6, tally
+    # The comparison only means something if replays ran: most programs fan out.  With
+    # 1 ms calls the plans sit near the speedup threshold, so how many replay depends on
+    # the machine's load and on which programs hypothesis drew: 30 to 61 of 205 in four
+    # runs on 3.13, each beside another run on the other core.  A tenth still proves
+    # that a score of replays were compared.
+    assert tally["replayed"] >= tally["programs"] // 10, tally
     # A first call defers the calls of callees seen slow before (in this program or in
     # an earlier one: they share the callees' code); most programs fan out.
     assert tally["first call deferred"] >= tally["programs"] // 6, tally
@@ -214,7 +215,9 @@ def test_continuations_match_plain_on_generated_programs(monkeypatch):
     finally:
         one.shutdown(wait=True)
     assert tally["programs"] >= CONT_PROGRAMS
-    assert tally["replayed"] >= tally["programs"] // 4, tally
+    # 24 to 54 of 121 replayed in four runs on 3.13, two at a time on the 2 cores (the
+    # plans of 1 ms calls sit near the speedup threshold): a sixth is the floor.
+    assert tally["replayed"] >= tally["programs"] // 6, tally
     # Only meaningful if replays really went on past pending results.
     assert tally["continuations"] >= tally["programs"] // 10, tally
 
