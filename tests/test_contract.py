@@ -497,7 +497,10 @@ def test_nested_jit_five_deep_does_not_deadlock_on_tiny_pools(workers):
 
     def run():
         try:
-            for f in (l1, l2, l3, l4):  # bottom up, so each level is traced on fast callees
+            # Bottom up, so each level is traced on fast callees; the top one too, so that
+            # a trial that estimated too little on a loaded machine (1.16x once on two
+            # workers) is traced again rather than left plain.
+            for f in (l1, l2, l3, l4, l5):
                 warm(f, "warm")
             for _ in range(3):
                 results.append(l5("r"))
