@@ -12,18 +12,28 @@ from __future__ import annotations
 import weakref
 from types import CodeType, TracebackType
 
-__all__ = ["HELPERS", "WRITERS", "fold_caught", "fold_helper", "is_writer"]
+__all__ = ["HELPERS", "WRITERS", "CodeSet", "fold_caught", "fold_helper", "is_writer"]
 
-HELPERS: weakref.WeakSet[CodeType] = weakref.WeakSet()
+class CodeSet(dict[int, "weakref.ref[CodeType]"]):
+    """Code objects, held weakly and keyed by id: ask ``id(code) in codes``, one dict
+    lookup (a ``WeakSet``'s ``in`` and ``len`` run Python code, and every deferred call
+    asks).  A code object's entry goes when it dies, before its id can be reused."""
+
+    def add(self, code: CodeType) -> None:
+        key = id(code)
+        self[key] = weakref.ref(code, lambda _, key=key: self.pop(key, None))  # type: ignore[misc]
+
+
+HELPERS = CodeSet()
 # Helpers that change a list they receive (an outlined ``if`` that filters into one,
 # ``_filters``): a deferred call receiving that list starts after them.
-WRITERS: weakref.WeakSet[CodeType] = weakref.WeakSet()
+WRITERS = CodeSet()
 
 
 def is_writer(fn: object) -> bool:
-    """Whether ``fn`` is such a helper; free while the process has none (every call
-    deferred asks)."""
-    return bool(WRITERS) and getattr(fn, "__code__", None) in WRITERS
+    """Whether ``fn`` is such a helper (callers ask ``if WRITERS and is_writer(fn)``:
+    nothing to ask while the process has none)."""
+    return id(getattr(fn, "__code__", None)) in WRITERS
 
 
 def fold_helper(tb: TracebackType | None) -> TracebackType | None:
@@ -31,7 +41,7 @@ def fold_helper(tb: TracebackType | None) -> TracebackType | None:
     head, prev = tb, None
     while tb is not None and tb.tb_next is not None:
         inner = tb.tb_next
-        if inner.tb_frame.f_code in HELPERS:
+        if id(inner.tb_frame.f_code) in HELPERS:
             if inner.tb_lineno == tb.tb_lineno:
                 tb.tb_next = inner.tb_next
             else:  # the handler raised: the function's frame at the handler's line
@@ -49,7 +59,7 @@ def fold_caught(tb: TracebackType | None) -> TracebackType | None:
     """The traceback of an exception an outlined try caught and keeps (``except E as
     e: v = e``), as plain's: its first entry, the helper's, becomes the helper's
     caller's (the function's frame on a trial; on a worker, the stand-in named like it)."""
-    if tb is None or tb.tb_frame.f_code not in HELPERS:
+    if tb is None or id(tb.tb_frame.f_code) not in HELPERS:
         return tb
     caller = tb.tb_frame.f_back
     if caller is None:

@@ -714,7 +714,7 @@ class _Step:
             return False
         instr = self.sim.cfg.instrs[callee.origin]
         return (instr.name == "LOAD_CONST" and type(instr.arg) is FunctionType
-                and instr.arg.__code__ in WRITERS)
+                and id(instr.arg.__code__) in WRITERS)
 
     # -- locals --------------------------------------------------------------
     def _cell(self, name: str, cell: str) -> None:

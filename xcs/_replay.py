@@ -40,7 +40,7 @@ from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, Method
 from typing import Any, NamedTuple
 
 from xcs import _owners
-from xcs._codes import HELPERS, is_writer
+from xcs._codes import HELPERS, WRITERS, is_writer
 from xcs._executors import Throttle, picklable, remote
 from xcs._trace import pure_value, stays_here, where_used
 
@@ -107,6 +107,21 @@ class Timeline:
     spans: tuple[Span, ...]
 
 
+# The frames making a call when they are not the body's own (a 3.11 comprehension, a
+# generator expression), innermost first, each at its instruction (``f_lasti``), and the
+# code and instruction of the body's frame that made the outermost one.  Lines are
+# worked out only for a failure's traceback (``f_lineno`` scans the line table).
+Frames = tuple[tuple[tuple[FrameType, int], ...], tuple[CodeType, int]]
+
+
+def line_at(code: CodeType, lasti: int) -> int:
+    """The line of the instruction at byte offset ``lasti`` of ``code`` (``f_lineno``)."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line if line is not None else code.co_firstlineno
+    return code.co_firstlineno
+
+
 class Pending:
     """The result of a deferred call that the body has not observed yet."""
 
@@ -163,7 +178,8 @@ class Task:
     )
 
     def __init__(self, inv: Invocation, seq: int, site: int, line: int, fn: Any,
-                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                 args: tuple[Any, ...], kwargs: dict[str, Any], via: Any = None,
+                 frame: Frames | None = None) -> None:
         self.inv = inv
         self.seq = seq
         self.site = site
@@ -188,22 +204,28 @@ class Task:
         self.inline = 0  # a continuation (OPERATOR or ANYWHERE), computed where inputs arrive
         self.placeholders = False  # some inputs were placeholders when it was made
         self.pure = False  # a first call expects an immutable builtin from it (see _jit)
-        self.via: Any = None
+        self.via: Any = via
         self.owns: list[int] | None = None  # keys of the objects it owns (see _owners)
         self.after: Task | None = None  # an earlier call of a cache with the same key
         self.followers: list[Task] = []  # later ones, started when this one ends
         # 3.11: (the comprehension frames making the call, innermost first, with their
         # lines; the body's line), for the traceback of a failure
-        self.frame: tuple[tuple[tuple[FrameType, int], ...], int] | None = None
+        self.frame = frame
 
     def run(self) -> None:
         """Executor entry point: run the call unless someone else has taken it."""
-        if self.inv.claim(self):
-            _worker.busy += 1
-            try:
-                self.execute()
-            finally:
-                _worker.busy -= 1
+        inv = self.inv
+        with inv.lock:
+            # After a failure, a call later in program order that has not started
+            # never starts: the plain function would not have made it.
+            if self.state != QUEUED or self.seq > inv.failed:
+                return
+            self.state = RUNNING
+        _worker.busy += 1
+        try:
+            self.execute()
+        finally:
+            _worker.busy -= 1
 
     def execute(self) -> None:
         args, kwargs, fn, ctx, via = self.args, self.kwargs, self.fn, self.ctx, self.via
@@ -263,7 +285,11 @@ class Invocation:
         self.watch = self.claimable and not isinstance(executor, ThreadPoolExecutor)
         self.tasks: list[Task] = []
         self.checked = 0  # tasks[:checked] are known to have succeeded
-        self.cond = threading.Condition()
+        # ``with self.lock`` is the C lock itself; ``with self.cond`` would add two Python
+        # calls (Condition.__enter__/__exit__) to every round trip.  Re-entrant: cancelling
+        # a throttle's future under it runs ``_lost``, which takes it again.
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
         self.sleepers = 0  # threads in ``cond.wait`` (see ``_sleep``)
         self.on_exit = on_exit  # called with (invocation, raised) when the body is done
         self.refused: BaseException | None = None  # the executor would not take work
@@ -289,7 +315,7 @@ class Invocation:
     # -- the body's side -----------------------------------------------------
     def defer(self, site: int, line: int, fn: Any, args: tuple[Any, ...],
               kwargs: dict[str, Any], scan: bool = True, via: Any = None,
-              frames: tuple[tuple[tuple[FrameType, int], ...], int] | None = None) -> Any:
+              frames: Frames | None = None) -> Any:
         """Submit ``fn(*args, **kwargs)`` and return its placeholder.
 
         ``scan`` says whether arguments may be containers holding placeholders
@@ -300,9 +326,7 @@ class Invocation:
         comprehension): the frames making it, innermost first, with their lines,
         and the body's line, for the traceback of a failure.
         """
-        task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
-        task.via = via
-        task.frame = frames
+        task = Task(self, len(self.tasks), site, line, fn, args, kwargs, via, frames)
         if self.ranks is not None:
             n = self.made.get(site, 0)
             self.made[site] = n + 1
@@ -314,7 +338,7 @@ class Invocation:
             deps.append(fn.task)
         if self.writers and _owners.OWNED:
             deps += self._after_writers((fn, *args, *kwargs.values()), deps)
-        if is_writer(fn):  # a filter deferred whole: in order too
+        if WRITERS and is_writer(fn):  # a filter deferred whole: in order too
             self.writers.add(task)
         if self.claimable:
             task.ctx = contextvars.copy_context()
@@ -339,7 +363,7 @@ class Invocation:
             (task.fn, *task.args, *task.kwargs.values()), []) if t.seq < task.seq]
         if not found:
             return False
-        with self.cond:
+        with self.lock:
             if task.state != WAITING:
                 return True
             for dep in found:
@@ -351,7 +375,7 @@ class Invocation:
 
     def continuation(self, site: int, line: int, fn: Any, args: tuple[Any, ...],
                      kwargs: dict[str, Any], scan: bool, via: Any,
-                     frames: tuple[tuple[tuple[FrameType, int], ...], int] | None) -> Any:
+                     frames: Frames | None) -> Any:
         """A fast call (``json.loads(r)``, ``clean(r)``, ``r.strip()``) on results.
 
         With its inputs known it is made now, in program order; else it becomes a
@@ -376,14 +400,12 @@ class Invocation:
             deps.append(previous)
         elif all(dep.state == DONE for dep in deps):
             return self.call_here(fn, args, kwargs)
-        task = Task(self, len(self.tasks), site, line, fn, args, kwargs)
+        task = Task(self, len(self.tasks), site, line, fn, args, kwargs, via, frames)
         if python:
             self.ordered = task
-            if is_writer(fn):
+            if WRITERS and is_writer(fn):
                 self.writers.add(task)
         task.inline = ANYWHERE
-        task.via = via
-        task.frame = frames
         task.ctx = contextvars.copy_context()  # it runs in this process, whatever the executor
         if _owners.OWNED:  # after the earlier calls that own what it receives
             found = _owners.owners((fn, *args, *kwargs.values()), 2, self)
@@ -405,7 +427,7 @@ class Invocation:
 
     def derive(self, op: int, line: int, fn: Any, operands: tuple[Any, ...],
                kind: int = OPERATOR,
-               frames: tuple[tuple[tuple[FrameType, int], ...], int] | None = None) -> Any:
+               frames: Frames | None = None) -> Any:
         """An operator or an access met a placeholder: compute it when its operands
         are ready (now, if they are).  An access may run Python code (a property, a
         ``__getitem__``): accesses run in program order among the continuations that
@@ -416,18 +438,17 @@ class Invocation:
             deps.append(previous)
         elif all(dep.state == DONE for dep in deps):
             return fn(*map(_resolved, operands))
-        task = Task(self, len(self.tasks), -1 - op, line, fn, operands, {})
+        task = Task(self, len(self.tasks), -1 - op, line, fn, operands, {}, None, frames)
         if kind == ANYWHERE:
             self.ordered = task
         task.inline = kind
-        task.frame = frames
         # A property, ``__getitem__`` or ``__add__`` it runs sees the body's context here,
         # not the worker's or the body's when it needs the value.
         task.ctx = contextvars.copy_context()
         return self._enqueue(task, deps)
 
     def unpack(self, op: int, line: int, fn: Any, value: Pending, n: int,
-               frames: tuple[tuple[tuple[FrameType, int], ...], int] | None = None
+               frames: Frames | None = None
                ) -> tuple[Any, ...]:
         """``a, b = r`` on a placeholder: one continuation unpacks (and raises what
         the body's UNPACK_SEQUENCE would), one per name takes its item."""
@@ -449,7 +470,7 @@ class Invocation:
                 _owners.own(task, keys=keys)
             self._submit(task, fresh=True)
             return Pending(task)
-        with self.cond:
+        with self.lock:
             done = []
             for dep in deps:
                 if dep.state in (FAILED, CANCELLED):  # never made: an input failed
@@ -555,7 +576,7 @@ class Invocation:
         stop = False
         while stack:
             task = stack[-1]
-            with self.cond:
+            with self.lock:
                 state = task.state
                 if state in _FINISHED:
                     stack.pop()
@@ -593,7 +614,7 @@ class Invocation:
             if help_throttle:
                 assert self.throttle is not None and task.future is not None
                 if not self.throttle.run_one_here(task.future):
-                    with self.cond:  # every slot is in use: one ends, or this task does
+                    with self.lock:  # every slot is in use: one ends, or this task does
                         if task.state == QUEUED:
                             self._sleep(_HELP_POLL)
             elif run_here:
@@ -640,26 +661,17 @@ class Invocation:
         return task.state == DONE, task.value
 
     # -- workers' side ---------------------------------------------------------
-    def claim(self, task: Task) -> bool:
-        with self.cond:
-            # After a failure, a call later in program order that has not started
-            # never starts: the plain function would not have made it.
-            if task.state != QUEUED or task.seq > self.failed:
-                return False
-            task.state = RUNNING
-            return True
-
     def complete(self, task: Task, value: Any, error: BaseException | None,
                  cancelled: bool = False, ended: float = 0.0) -> None:
         ready: list[Task] = []
         ended = ended or _clock()
-        with self.cond:
+        with self.lock:
             task.ended = ended
             if not task.started:
                 task.started = ended
             if task.owns:
                 _owners.disown(task)
-            if error is None and not cancelled:
+            if error is None and not cancelled and task.dependents:
                 for dep in task.dependents:  # the result now belongs to the calls it feeds
                     if dep.inline != OPERATOR and dep.state == WAITING:
                         _owners.own(dep, (value,))
@@ -674,11 +686,12 @@ class Invocation:
                 task.tb = error.__traceback__
                 self.failed = min(self.failed, task.seq)
             task.fn = task.args = task.kwargs = task.ctx = None  # free the inputs
-            task.deps = []
+            if task.deps:
+                task.deps = []
             if task.followers:  # calls of the same cache with the same key: a hit now
                 ready += [t for t in task.followers if t.state == WAITING]
                 task.followers = []
-            stack = [task]
+            stack = [task] if task.dependents else []
             while stack:  # settle dependents: ready to go, or skipped after a failure
                 t = stack.pop()
                 for dep in t.dependents:
@@ -697,7 +710,8 @@ class Invocation:
                 t.dependents = []
             if self.sleepers:
                 self.cond.notify_all()
-        self._submit_ready(ready)
+        if ready:
+            self._submit_ready(ready)
 
     def _submit_ready(self, ready: list[Task]) -> None:
         """Submit tasks whose inputs are done, without recursion.
@@ -706,8 +720,6 @@ class Invocation:
         readies the next one: ``x += i`` over 1,000 iterations is a chain of 1,000
         tasks.  The outermost call on a thread submits in a loop; inner ones queue.
         """
-        if not ready:  # the common case: nothing waited for this task
-            return
         ident = threading.get_ident()
         queue = self.draining.get(ident)
         if queue is not None:
@@ -732,14 +744,18 @@ class Invocation:
                 task.fn = _resolved(task.fn)
             if self.writers and self._behind_writers(task):
                 return  # submitted when they have run
-        if task.site >= 0 and task.after is None and self._follows(task):
+        fn = task.fn
+        target = fn.__func__ if type(fn) is MethodType else fn
+        if (task.site >= 0 and task.after is None  # most callees: no attributes, no cache
+                and (type(target) is not FunctionType or target.__dict__)
+                and self._follows(task)):
             return
         if task.inline:
             if task.inline == OPERATOR:  # runs no user code on builtin immutable operands
                 here = all(map(pure_value, task.args))
             else:  # a continuation: like a deferred callee, unless its callee must stay
                 here = task.site < 0 or stays_here(task.fn) is None
-            with self.cond:
+            with self.lock:
                 if task.state != WAITING:
                     return
                 stopped = task.seq > self.failed  # plain stopped before it: never made
@@ -753,7 +769,7 @@ class Invocation:
         if fresh:
             task.state = QUEUED
         else:
-            with self.cond:
+            with self.lock:
                 if task.state != WAITING:
                     return
                 task.state = QUEUED
@@ -776,7 +792,7 @@ class Invocation:
                 future.add_done_callback(task.from_future)
         except BaseException as exc:
             self.refused = exc
-            with self.cond:
+            with self.lock:
                 if task.state != QUEUED:
                     return
                 # Run it as the plain function would: here if this is the body's
@@ -793,7 +809,7 @@ class Invocation:
         key = _cache_key(task.fn, task.args, task.kwargs)
         if key is None:
             return False
-        with self.cond:
+        with self.lock:
             first = self.cached.get(key)
             self.cached[key] = task
             if first is None or first.state in _FINISHED or first is task:
@@ -810,7 +826,7 @@ class Invocation:
             error = future.exception()
         if error is None:
             return
-        with self.cond:
+        with self.lock:
             if task.state != QUEUED:
                 return
             self.refused = error
@@ -818,7 +834,7 @@ class Invocation:
             self.cond.notify_all()
 
     def _cancel_unstarted(self) -> None:
-        with self.cond:
+        with self.lock:
             for task in self.tasks:
                 if task.state in (WAITING, QUEUED, HELD):
                     if (not self.claimable and task.future is not None
@@ -833,7 +849,7 @@ class Invocation:
             self.cond.notify_all()
 
     def _wait_running(self) -> None:
-        with self.cond:
+        with self.lock:
             while any(t.state in (RUNNING, QUEUED) for t in self.tasks):
                 self._sleep()
 
@@ -944,8 +960,6 @@ def _cache_key(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The key under which ``functools.lru_cache`` stores this call, else None."""
     try:  # runs in workers too, on any callable (whose __getattr__ may do anything)
         target = fn.__func__ if type(fn) is MethodType else fn
-        if type(target) is FunctionType and not target.__dict__:  # most callees: at once
-            return None
         info = getattr(target, "cache_parameters", None)
         if info is None or not callable(getattr(target, "cache_info", None)):
             return None
@@ -1026,15 +1040,15 @@ def _with_site_traceback(error: BaseException, task: Task,
                               or tb.tb_frame.f_code in helpers):
         tb = tb.tb_next
     helper_line = None
-    if tb is not None and tb.tb_frame.f_code in HELPERS:  # an outlined try: plain's line
+    if tb is not None and id(tb.tb_frame.f_code) in HELPERS:  # an outlined try: plain's line
         helper_line, tb = tb.tb_lineno, tb.tb_next
     if frame is not None:
         try:
             if task.frame is not None:  # the comprehensions' frames, then the body's
-                chain, body_line = task.frame
-                for inner, line in chain:
-                    tb = TracebackType(tb, inner, -1, line)
-                tb = TracebackType(tb, frame, -1, helper_line or body_line)
+                chain, (body_code, body_lasti) = task.frame
+                for inner, lasti in chain:
+                    tb = TracebackType(tb, inner, -1, line_at(inner.f_code, lasti))
+                tb = TracebackType(tb, frame, -1, helper_line or line_at(body_code, body_lasti))
             else:
                 tb = TracebackType(tb, frame, -1, helper_line or task.line)
         except (TypeError, ValueError):

@@ -238,7 +238,7 @@ class Program:
         unit = _Unit(code, kind, bc, cfg, flow, cells=cells, closure_cells=closure)
         writers = {j for i, instr in enumerate(cfg.instrs)  # an outlined filter's call: its
                    if instr.name == "LOAD_CONST" and type(instr.arg) is FunctionType  # slot
-                   and instr.arg.__code__ in WRITERS for j in (i - 1, i + 1)}
+                   and id(instr.arg.__code__) in WRITERS for j in (i - 1, i + 1)}
         for index in sorted(flow.calls):
             call = flow.calls[index]
             instr = cfg.instrs[index]

@@ -387,7 +387,7 @@ class Recorder:
         ev.drained = bool(self.drains)
         self.events.append(ev)
         self.open.append(ev)
-        if type(fn) is FunctionType and fn.__code__ in HELPERS and id(fn) not in self.helper_stays:
+        if type(fn) is FunctionType and id(fn.__code__) in HELPERS and id(fn) not in self.helper_stays:
             if self.placeholder is not None and any(type(v) is self.placeholder
                                                     for v in operands):
                 ev.helper_args = operands  # looked at once they exist (``after``)

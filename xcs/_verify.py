@@ -304,7 +304,7 @@ def _codes(fn: Any) -> set[CodeType]:
             found.add(code)
             stack.extend(c for c in code.co_consts if isinstance(c, CodeType))
             stack.extend(c.__code__ for c in code.co_consts  # an outlined try's helper
-                         if isinstance(c, FunctionType) and c.__code__ in HELPERS)
+                         if isinstance(c, FunctionType) and id(c.__code__) in HELPERS)
     return found
 
 
@@ -366,7 +366,7 @@ def _profile(frame: FrameType, event: str, arg: Any) -> None:
         caller = frame.f_back
         code = frame.f_code
         if (caller is None or code.co_filename.startswith(_HERE) or code.co_name.startswith("<")
-                or code in HELPERS or code in watch.skip or not _calling(caller, watch)):
+                or id(code) in HELPERS or code in watch.skip or not _calling(caller, watch)):
             return  # xcs's own hooks; a comprehension or generator expression is no call
         key = f"{code.co_qualname}({_arguments(frame)})"
     elif event == "c_call":
