@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from xcs import _owners
 from xcs._codes import HELPERS, WRITERS, is_writer
 from xcs._executors import Throttle, picklable, remote
-from xcs._trace import pure_value, stays_here, where_used
+from xcs._trace import describe_use, pure_value, stays_here
 
 __all__ = ["Invocation", "Pending", "Span", "Timeline", "resolve"]
 
@@ -297,7 +297,7 @@ class Invocation:
         self.wall0 = time.time()
         self.body = threading.get_ident()
         # the body blocked on these: (start, end, task, where the body needed it)
-        self.waits: list[tuple[float, float, Task, str]] = []
+        self.waits: list[tuple[float, float, Task, Why]] = []
         self.draining: dict[int, collections.deque[Task]] = {}  # thread -> ready tasks to submit
         self.cached: dict[Any, Task] = {}  # (cache, key) -> the latest call made with it
         self.failed = sys.maxsize  # program-order position of the first call that failed
@@ -531,7 +531,7 @@ class Invocation:
         if task.state not in _FINISHED:
             start, cpu = _clock(), _cpu()
             self.wait(task)
-            self._waited(start, cpu, task, _where_needed())
+            self._waited(start, cpu, task, _body_at(True))
         if task.state == DONE:
             return task.value
         raise task.error if task.error is not None else _Skipped()
@@ -557,9 +557,9 @@ class Invocation:
             return
         start, cpu = _clock(), _cpu()
         self.barrier()
-        self._waited(start, cpu, unfinished[-1], _where_changed())
+        self._waited(start, cpu, unfinished[-1], _body_at(False))
 
-    def _waited(self, start: float, cpu: float, task: Task, why: str) -> None:
+    def _waited(self, start: float, cpu: float, task: Task, why: Why) -> None:
         """The body waited for ``task`` from ``start`` (CPU time ``cpu``) until now."""
         end = _clock()
         self.waits.append((start, end, task, why))
@@ -901,28 +901,36 @@ class Invocation:
 _HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def _where_needed() -> str:
-    """Where the body's frame needed the result it just waited for (for explain)."""
+# Why the body waited, as a wait records it: a text, or where the body's frame stood
+# (``_body_at``), described only when a timeline is drawn: describing reads the
+# code's instructions (``_trace.describe_use``), which costs milliseconds the first
+# time for each code, and a replay that waits does not draw its timeline.
+Why = str | tuple[bool, CodeType, int]
+
+
+def _body_at(needed: bool) -> Why:
+    """Where the body's frame stands now: it needs a result (``needed``), or it changes
+    what others may see; "" when no frame of the body's is found."""
     frame: Any = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith(_HERE):
         frame = frame.f_back
-    if frame is None:
-        return ""
-    try:
-        return where_used(frame)
-    except Exception:  # only for explain
-        return ""
+    return "" if frame is None else (needed, frame.f_code, frame.f_lasti)
 
 
-def _where_changed() -> str:
-    """``line 42: the body changes what others may see (...)``, for explain."""
-    frame: Any = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_HERE):
-        frame = frame.f_back
-    if frame is None:
-        return ""
-    source = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
-    return (f"line {frame.f_lineno}: {WAITS_FOR_ALL}" + (f" ({source})" if source else ""))
+def _why(where: Why) -> str:
+    """``line 42: a branch tests it (...)`` or ``line 42: the body changes what others
+    may see (...)``, for explain and the timeline."""
+    if isinstance(where, str):
+        return where
+    needed, code, lasti = where
+    line = line_at(code, lasti)
+    if needed:
+        try:
+            return describe_use(code, lasti, line)
+        except Exception:  # only for explain
+            return ""
+    source = linecache.getline(code.co_filename, line).strip()
+    return f"line {line}: {WAITS_FOR_ALL}" + (f" ({source})" if source else "")
 
 
 WAITS_FOR_ALL = "the body changes what others may see, after every deferred call"
@@ -980,11 +988,11 @@ def _resolved(value: Any) -> Any:
 
 
 def _timeline(t0: float, wall0: float, end: float, tasks: list[Task],
-              waits: list[tuple[float, float, Task, str]], body: str) -> Timeline:
+              waits: list[tuple[float, float, Task, Why]], body: str) -> Timeline:
     spans = [Span("call", t.name, t.site, t.started - t0, t.ended - t0,
                   t.thread if type(t.thread) is str else t.thread.name)
              for t in tasks if t.state in (DONE, FAILED) and t.ended and not t.inline]
-    spans += [Span("wait", t.name, t.site, a - t0, b - t0, body, where)
+    spans += [Span("wait", t.name, t.site, a - t0, b - t0, body, _why(where))
               for a, b, t, where in waits]
     return Timeline("replay", wall0, end - t0, tuple(spans))
 

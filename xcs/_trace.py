@@ -207,7 +207,7 @@ class Call(NamedTuple):
     stays: str | None  # why the callee must run in the body's thread (see ``stays_here``)
     op_uses: tuple[tuple[int, float], ...] = ()  # (op site, time) an operator first read it
     drained: bool = False  # made by a generator expression while a builtin drained it
-    used_at: str | None = None  # where the body first needed its result (see where_used)
+    used_at: str | None = None  # where the body first needed its result (see describe_use)
 
     @property
     def duration(self) -> float:
@@ -794,14 +794,10 @@ _described: dict[tuple[Any, int], str] = {}
 _listings: dict[Any, tuple[list[int], list[Any]]] = {}
 
 
-def where_used(frame: Any) -> str:
-    """``line 42: a branch ('if', ...) tests it (if reference is not None:)``: where
-    ``frame`` (the body's, stopped at a hook that resolves a value) needs the value."""
-    return describe_use(frame.f_code, frame.f_lasti, frame.f_lineno)
-
-
 def describe_use(code: Any, lasti: int, line: int) -> str:
-    """``where_used`` from a frame's code, last instruction and line, taken earlier."""
+    """``line 42: a branch ('if', ...) tests it (if reference is not None:)``: where the
+    body's frame, stopped at a hook that resolves a value at instruction ``lasti`` of
+    ``code`` (at ``line``), needs the value."""
     key = (code, lasti)
     text = _described.get(key)
     if text is None:
