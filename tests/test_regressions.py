@@ -367,9 +367,22 @@ def test_a_task_whose_input_finishes_while_it_is_queued_is_submitted_once(monkey
     armed = {"input": None, "on": False}
     met = []
 
-    class HandshakeCondition(threading.Condition):
+    class HandshakeLock:
+        """The invocation's lock, with a hook where the body releases it."""
+
+        def __init__(self):
+            self._lock = real_rlock()
+            # what threading.Condition asks of the lock it waits on
+            self.acquire, self.release = self._lock.acquire, self._lock.release
+            self._is_owned = self._lock._is_owned
+            self._release_save = self._lock._release_save
+            self._acquire_restore = self._lock._acquire_restore
+
+        def __enter__(self):
+            return self._lock.__enter__()
+
         def __exit__(self, *exc):
-            out = super().__exit__(*exc)
+            out = self._lock.__exit__(*exc)
             caller = sys._getframe(1)
             if (armed["on"] and threading.current_thread() is body
                     and caller.f_code is _replay.Invocation._enqueue.__code__
@@ -382,7 +395,8 @@ def test_a_task_whose_input_finishes_while_it_is_queued_is_submitted_once(monkey
 
     shim = type(threading)("threading_shim")
     shim.__dict__.update(threading.__dict__)
-    shim.Condition = HandshakeCondition
+    real_rlock = threading.RLock
+    shim.RLock = HandshakeLock
     monkeypatch.setattr(_replay, "threading", shim)
     complete = _replay.Invocation.complete
 

@@ -35,7 +35,7 @@ from xcs._errors import RewriteError, XcsTypeError, XcsValueError, XcsWarning
 from xcs._executors import DEFAULT_WORKERS, Throttle, default_executor, remote
 from xcs._graph import Graph
 from xcs._replay import Invocation, Pending, Timeline
-from xcs._trace import Recorder, drains, helper_stays, pure_value, shares_state, stays_here
+from xcs._trace import STAYS_HERE, Recorder, drains, helper_stays, pure_value, shares_state, stays_here
 
 if TYPE_CHECKING:
     from xcs._rewrite import OpSite, Program, Site, Variant
@@ -452,7 +452,9 @@ class _SiteHook:
         if type(inv) is not Invocation:  # not in a replay: nothing can be pending
             return fn(*args, **kwargs)
         caller = sys._getframe(1) if self.nested else None
-        if (stays_here(fn) or shares_state(fn, self.state.prefix)
+        # A plain function with no closure outside STAYS_HERE neither stays nor shares.
+        free = type(fn) is FunctionType and not fn.__closure__ and id(fn) not in STAYS_HERE
+        if ((not free and (stays_here(fn) or shares_state(fn, self.state.prefix)))
                 or (self.genexpr and caller not in inv.drained)):
             return inv.call_here(fn, args, kwargs)  # a callee unlike the trial's: keep it here
         try:

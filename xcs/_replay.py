@@ -67,6 +67,7 @@ C_CALLABLES = (BuiltinFunctionType, type(str.strip), type("".strip), type(dict._
 
 _live: weakref.WeakSet[Invocation] = weakref.WeakSet()  # invocations not yet finished
 _clock = time.perf_counter
+_new = object.__new__
 _cpu = time.thread_time
 # How long a worker waiting for a throttled call, with every slot in use, sleeps before it
 # asks the throttle again (a slot freed by another function's call does not wake it).
@@ -460,6 +461,8 @@ class Invocation:
 
     def _enqueue(self, task: Task, deps: list[Task]) -> Pending:
         """Add ``task`` in program order; submit it now or when ``deps`` are done."""
+        placeholder = _new(Pending)  # ``Pending(task)`` without a Python-level call
+        placeholder.task = task
         self.tasks.append(task)
         task.placeholders = bool(deps)
         # What it received belongs to it; looked at outside the lock (it may be long).
@@ -469,14 +472,14 @@ class Invocation:
             if keys:
                 _owners.own(task, keys=keys)
             self._submit(task, fresh=True)
-            return Pending(task)
+            return placeholder
         with self.lock:
             done = []
             for dep in deps:
                 if dep.state in (FAILED, CANCELLED):  # never made: an input failed
                     task.state = FAILED
                     task.error = _Skipped()
-                    return Pending(task)
+                    return placeholder
                 if dep.state != DONE:
                     dep.dependents.append(task)
                     task.deps.append(dep)
@@ -493,7 +496,7 @@ class Invocation:
             ready = task.deps_left == 0
         if ready:
             self._submit(task)
-        return Pending(task)
+        return placeholder
 
     def call_here(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Make a call in the body's thread, in program order, with its inputs resolved
@@ -675,15 +678,17 @@ class Invocation:
                 for dep in task.dependents:  # the result now belongs to the calls it feeds
                     if dep.inline != OPERATOR and dep.state == WAITING:
                         _owners.own(dep, (value,))
+            # The outcome before the state: ``force`` and ``resolve`` read a finished
+            # task's value without the lock.
             if cancelled:
                 task.state = CANCELLED
             elif error is None:
-                task.state = DONE
                 task.value = value
+                task.state = DONE
             else:
-                task.state = FAILED
                 task.error = error
                 task.tb = error.__traceback__
+                task.state = FAILED
                 self.failed = min(self.failed, task.seq)
             task.fn = task.args = task.kwargs = task.ctx = None  # free the inputs
             if task.deps:
@@ -945,8 +950,9 @@ def resolve(value: Any) -> Any:
         return task.inv.force(task)
     if kind is list:
         for i, item in enumerate(value):
-            if type(item) is Pending:
-                value[i] = item.task.inv.force(item.task)
+            if type(item) is Pending:  # ``force``, inlined for a call that is done
+                task = item.task
+                value[i] = task.value if task.state == DONE else task.inv.force(task)
             elif type(item) is tuple and _holds(item):  # ``out.append((r, len(r)))``
                 value[i] = resolve(item)
     elif kind is dict:

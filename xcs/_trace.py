@@ -80,6 +80,9 @@ _BLOCKING = frozenset(map(id, (
     *(getattr(os, name) for name in ("wait", "waitpid", "wait3", "wait4", "waitid")
       if hasattr(os, name)),
 )))
+# Either: a plain function outside them stays in the body for neither reason
+# (``stays_here``), which the deferring hook asks first (``_jit``).
+STAYS_HERE = _FRAME_SENSITIVE | _BLOCKING
 _BLOCKING_TYPES = (type(threading.Lock()), type(threading.RLock()), threading.Semaphore,
                    threading.Condition, threading.Event, threading.Barrier, threading.Thread,
                    queue.Queue, queue.SimpleQueue, futures.Future)
