@@ -81,10 +81,13 @@ def _run(mode: str, rounds: int) -> None:
 def _count(mode: str, rounds: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
+        # One hash seed: with a random one, the count of the same code moves by 10-15k
+        # per call from run to run (set and dict probes, the gc's timing).
         proc = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
              sys.executable, "-m", "bench.instructions", "--run", mode, str(rounds)],
-            capture_output=True, text=True, check=True)
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"})
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if found is None:
         raise RuntimeError(f"callgrind printed no count:\n{proc.stderr}")
