@@ -372,11 +372,9 @@ def test_a_task_whose_input_finishes_while_it_is_queued_is_submitted_once(monkey
 
         def __init__(self):
             self._lock = real_rlock()
-            # what threading.Condition asks of the lock it waits on
-            self.acquire, self.release = self._lock.acquire, self._lock.release
-            self._is_owned = self._lock._is_owned
-            self._release_save = self._lock._release_save
-            self._acquire_restore = self._lock._acquire_restore
+
+        def __getattr__(self, name):  # what threading.Condition asks of its lock
+            return getattr(self._lock, name)
 
         def __enter__(self):
             return self._lock.__enter__()
