@@ -253,7 +253,9 @@ def test_outlined_tries_match_plain_on_generated_programs(monkeypatch):
     finally:
         one.shutdown(wait=True)
     assert tally["programs"] >= TRY_PROGRAMS
-    # Most programs have an outlined try (50-61 of 81 seen; the floor leaves room for
-    # unlucky draws); the comparison means something where they replay (12-39 seen).
+    # Most programs have an outlined try (43-61 of 81 seen; the floor leaves room for
+    # unlucky draws); the comparison means something where they replay (12-39 seen on
+    # an idle machine, 7 beside another suite on the other core, on the old code too:
+    # their calls take 1 ms, and a loaded machine moves plans across the 1.2x bar).
     assert tally["outlined"] >= tally["programs"] // 3, tally
-    assert tally["outlined and replayed"] >= tally["programs"] // 8, tally
+    assert tally["outlined and replayed"] >= tally["programs"] // 16, tally

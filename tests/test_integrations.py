@@ -264,6 +264,10 @@ def test_the_default_pool_sends_every_independent_request_at_once(server, client
     documents = {f"d{i}": f"text {i}" for i in range(12)}
     example.summarize_all(client, documents)
     server.reset()
+    # Long enough that the first answer cannot come back before the 12th request is
+    # sent: the openai client spends ~5 ms of CPU per request, one request at a time
+    # under the GIL, and much more on a loaded machine (peak 11 at the fixture's latency).
+    server.latency = 0.5
     example.summarize_all(client, documents)
     assert server.peak == 12
 
