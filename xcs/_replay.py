@@ -209,8 +209,8 @@ class Task:
         self.owns: list[int] | None = None  # keys of the objects it owns (see _owners)
         self.after: Task | None = None  # an earlier call of a cache with the same key
         self.followers: list[Task] = []  # later ones, started when this one ends
-        # 3.11: (the comprehension frames making the call, innermost first, with their
-        # lines; the body's line), for the traceback of a failure
+        # the frames making the call when they are not the body's own (``Frames``),
+        # for the traceback of a failure
         self.frame = frame
 
     def run(self) -> None:
@@ -324,8 +324,8 @@ class Invocation:
         outside is then not searched); ``via`` runs the call (a trampoline
         that gives the callee the caller's name and line as its caller);
         ``frames``, when the call is not made by the body's own frame (a 3.11
-        comprehension): the frames making it, innermost first, with their lines,
-        and the body's line, for the traceback of a failure.
+        comprehension): the frames making it and the body's place (``Frames``), for
+        the traceback of a failure.
         """
         task = Task(self, len(self.tasks), site, line, fn, args, kwargs, via, frames)
         if self.ranks is not None:
