@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from xcs import _owners
 from xcs._codes import HELPERS, WRITERS, is_writer
 from xcs._executors import Throttle, picklable, remote
-from xcs._trace import describe_use, pure_value, stays_here
+from xcs._trace import described_use, pure_value, stays_here
 
 __all__ = ["Invocation", "Pending", "Span", "Timeline", "resolve"]
 
@@ -930,10 +930,7 @@ def _why(where: Why) -> str:
     needed, code, lasti = where
     line = line_at(code, lasti)
     if needed:
-        try:
-            return describe_use(code, lasti, line)
-        except Exception:  # only for explain
-            return ""
+        return described_use((code, lasti, line)) or ""
     source = linecache.getline(code.co_filename, line).strip()
     return f"line {line}: {WAITS_FOR_ALL}" + (f" ({source})" if source else "")
 

@@ -80,8 +80,8 @@ _BLOCKING = frozenset(map(id, (
     *(getattr(os, name) for name in ("wait", "waitpid", "wait3", "wait4", "waitid")
       if hasattr(os, name)),
 )))
-# Either: a plain function outside them stays in the body for neither reason
-# (``stays_here``), which the deferring hook asks first (``_jit``).
+# The ids of both: a plain function with no closure and not among them stays in
+# the body for no reason (``stays_here``); the deferring hook asks this first (``_jit``).
 STAYS_HERE = _FRAME_SENSITIVE | _BLOCKING
 _BLOCKING_TYPES = (type(threading.Lock()), type(threading.RLock()), threading.Semaphore,
                    threading.Condition, threading.Event, threading.Barrier, threading.Thread,
@@ -748,7 +748,7 @@ class Recorder:
                  None if ev.first_use is None else ev.first_use - t0,
                  ev.parent, ev.raised, ev.opaque, names[id(ev.fn)][1],
                  tuple((op, t - t0) for op, t in ev.op_uses.items()) if ev.op_uses else (),
-                 ev.drained, _described_use(ev.used_at))
+                 ev.drained, described_use(ev.used_at))
             for ev in self.events)
         self.keep.clear()
         self.results.clear()
@@ -844,7 +844,9 @@ def describe_use(code: Any, lasti: int, line: int) -> str:
     return text
 
 
-def _described_use(where: Any) -> str | None:
+def described_use(where: Any) -> str | None:
+    """``describe_use(*where)``, or None when there is no ``where`` or describing fails
+    (it is only for explain: it never breaks a trial or a replay)."""
     if where is None:
         return None
     try:
