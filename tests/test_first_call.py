@@ -237,3 +237,24 @@ def test_a_first_call_on_a_throttle_is_a_trial():
     f = jit(body, executor=throttle(max_in_flight=4))
     assert f(lambda x: slow_model(str(x)), [1, 2]) == ["1", "2"]
     assert f.stats().signatures[0].first_deferred == 0
+
+
+def test_a_chain_of_small_ints_is_a_chain():
+    """``inc`` returns small ints, which CPython shares: their identity names no call.
+    The links come from the code, so the plan sees a chain and stays plain (deferring
+    the first two calls together would estimate 1.25x and overlap nothing)."""
+    def inc(x):
+        time.sleep(SLOW)
+        return x + 1
+
+    def chain(x):
+        a = inc(x)
+        b = inc(a)
+        c = inc(b)
+        d = inc(c)
+        return inc(d)
+
+    f = jit(chain)
+    assert f(1) == 6
+    assert "edges: #0->#1, #1->#2, #2->#3, #3->#4\n" in f.explain()
+    assert f.stats().signatures[0].status == "plain", f.explain()

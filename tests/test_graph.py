@@ -51,3 +51,33 @@ def test_as_text_is_stable():
         "critical path: #0 -> #2 (30.0 ms)\n"
         "floors: critical path 30.0 ms, CPU 0.0 ms (threads under the GIL run the CPU time"
         " on one core)")
+
+
+def _shared(call):
+    """``call`` returned an object whose identity names no call (``None``, a small int)."""
+    return call._replace(shared_result=True)
+
+
+def test_a_shared_result_reaches_the_calls_its_site_feeds():
+    """``a = m(x)`` returned ``2``: identity links nothing, so the code's data flow
+    (``fed_by``) links it to the call of the site its result flows to."""
+    calls = (_shared(_call(0, site=0)), _call(1, start=1, site=1), _call(2, start=2, site=2))
+    graph = Graph.from_trace(Trace(calls, 3.0, False, False),
+                             lambda: {1: frozenset({0}), 2: frozenset()})
+    assert graph.edges() == [(0, 1)]
+
+
+def test_the_code_is_read_only_once_a_result_was_shared():
+    def never():
+        raise AssertionError("fed_by asked for a trace whose identities say everything")
+
+    calls = (_call(0, site=0), _call(1, (0,), start=1, site=1))
+    assert Graph.from_trace(Trace(calls, 2.0, False, False), never).edges() == [(0, 1)]
+
+
+def test_a_later_call_of_the_site_with_its_own_result_ends_the_link():
+    """Site 0 returned ``None`` once, then an object of its own: the call of site 1 after
+    both was fed by the latest, whose identity already says whether it reached it."""
+    calls = (_shared(_call(0, site=0)), _call(1, start=1, site=0), _call(2, start=2, site=1))
+    graph = Graph.from_trace(Trace(calls, 3.0, False, False), lambda: {1: frozenset({0})})
+    assert graph.edges() == []

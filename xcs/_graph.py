@@ -3,11 +3,14 @@
 Nodes are the calls made by the body itself (calls made while another call
 was running belong to that call).  An edge A -> B means that B received,
 among its operands, an object that A returned: the identity links found by
-the trace, strings and ints included.
+the trace, strings and ints included.  Where A returned an object whose
+identity names no call (``None``, ``True``, a small int), the code says
+instead whether A's result may reach B's operands (``_provenance``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -60,11 +63,20 @@ class Graph:
     drains: frozenset[int] = frozenset()  # sites of builtins that drained a generator expression
 
     @classmethod
-    def from_trace(cls, trace: Trace) -> Graph:
-        """Keep the body's own calls; a nested call's result counts as its parent's."""
+    def from_trace(cls, trace: Trace,
+                   fed_by: Callable[[], dict[int, frozenset[int]]] | None = None) -> Graph:
+        """Keep the body's own calls; a nested call's result counts as its parent's.
+
+        ``fed_by`` gives, per site, the sites whose results may reach its operands
+        (``Program.fed_by``); it is asked only once a call's result was an object
+        whose identity names no call, and links the latest such call of a feeding
+        site to the calls of the sites it feeds.
+        """
         top: dict[int, int] = {}  # call index -> node id, for the body's own calls
         owner: dict[int, int] = {}  # call index -> the body's call it happened in
         nodes: list[Node] = []
+        shared: dict[int, int] = {}  # site -> its latest node, if its result was shared
+        feeds: dict[int, frozenset[int]] | None = None
         for call in trace.calls:
             index = call.seq
             if call.parent is not None:
@@ -74,10 +86,17 @@ class Graph:
             top[index] = node_id
             owner[index] = index
             deps: tuple[int, ...] = ()
-            if call.deps:
-                found = {top[owner[d]] for d in call.deps if owner.get(d) in top}
+            found = {top[owner[d]] for d in call.deps if owner.get(d) in top}
+            if shared and fed_by is not None:
+                feeds = fed_by() if feeds is None else feeds
+                found.update(shared[s] for s in feeds.get(call.site, ()) if s in shared)
+            if found:
                 found.discard(node_id)
                 deps = tuple(sorted(found))
+            if call.shared_result:
+                shared[call.site] = node_id
+            else:
+                shared.pop(call.site, None)
             nodes.append(Node(node_id, index, call.site, call.callee, call.start,
                               call.duration, call.cpu, deps, call.first_use,
                               call.raised, call.opaque, call.stays, call.op_uses,

@@ -1014,8 +1014,8 @@ class _Function:
             trace = rec.finish(raised)
             if getattr(rec, "failure", None):
                 raise RuntimeError(rec.failure)  # type: ignore[attr-defined]
-            graph = Graph.from_trace(trace)
             assert self.program is not None
+            graph = Graph.from_trace(trace, self.program.fed_by)
             plan = Plan.from_graph(graph, self.program.sites,
                                    _facts(self.executor or default_executor()),
                                    self.program.accesses)

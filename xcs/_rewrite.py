@@ -35,6 +35,7 @@ from xcs._outline import Outlined, outline
 from xcs._outline import closure_cells as _closure_cells
 from xcs._outline import comprehension_cells as _comprehension_cells
 from xcs._owners import CHECKED_GENERATORS
+from xcs._provenance import fed_by as _fed_by
 
 # The version module (see _compat); the rewrite stage is only used where it exists.
 ops: Any = _compat.ops
@@ -200,6 +201,7 @@ class Program:
         self.op_sites: list[OpSite] = []
         self._op_fns: list[Callable[..., Any]] = []
         self.notes: list[str] = []  # nested code left as it is, and why
+        self._fed_by: dict[int, frozenset[int]] | None = None
         # The trace and replay bodies call a helper in place of each ``try`` that only
         # computes a value (``_outline``); the plain body keeps the statement.
         try:
@@ -302,6 +304,22 @@ class Program:
                 except RewriteError as exc:
                     self.notes.append(f"{child.co_qualname} is not traced: {exc}")
         return unit
+
+    def fed_by(self) -> dict[int, frozenset[int]]:
+        """Site -> the sites of the same code whose results may reach its operands
+        (``_provenance``); worked out on first use."""
+        if self._fed_by is None:
+            found: dict[int, frozenset[int]] = {}
+            todo = [self.main]
+            while todo:
+                unit = todo.pop()
+                todo.extend(unit.children.values())
+                ids = unit.site_ids
+                for index, sources in _fed_by(unit.cfg, ops).items():
+                    if index in ids:
+                        found[ids[index]] = frozenset(ids[j] for j in sources if j in ids)
+            self._fed_by = found
+        return self._fed_by
 
     def first_sites(self) -> frozenset[int]:
         """The sites whose calls a first call may defer (``Variant("first")``): those a

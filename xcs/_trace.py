@@ -211,6 +211,9 @@ class Call(NamedTuple):
     op_uses: tuple[tuple[int, float], ...] = ()  # (op site, time) an operator first read it
     drained: bool = False  # made by a generator expression while a builtin drained it
     used_at: str | None = None  # where the body first needed its result (see describe_use)
+    # its result was an object CPython shares (``None``, a small int): its identity names
+    # no call, so the calls it reached are found from the code (``Graph.from_trace``)
+    shared_result: bool = False
 
     @property
     def duration(self) -> float:
@@ -257,6 +260,7 @@ class _Open:
         "opaque",
         "parent",
         "raised",
+        "shared_result",
         "site",
         "start",
         "task",
@@ -279,6 +283,7 @@ class _Open:
         self.end: float | None = None
         self.cpu: float | None = None
         self.raised = False
+        self.shared_result = False
         self.first_use: float | None = None
         self.used_at: Any = None  # where the body first needed the result: (code, lasti, line)
         self.op_uses: dict[int, float] | None = None
@@ -640,6 +645,8 @@ class Recorder:
         self.keep.append(result)
         if id(result) not in _SINGLETONS:
             self.results[id(result)] = index
+        else:
+            self.events[index].shared_result = True
         if type(result) in (tuple, list, dict):
             items = result.values() if type(result) is dict else result
             for k, item in enumerate(items):
@@ -748,7 +755,7 @@ class Recorder:
                  None if ev.first_use is None else ev.first_use - t0,
                  ev.parent, ev.raised, ev.opaque, names[id(ev.fn)][1],
                  tuple((op, t - t0) for op, t in ev.op_uses.items()) if ev.op_uses else (),
-                 ev.drained, described_use(ev.used_at))
+                 ev.drained, described_use(ev.used_at), ev.shared_result)
             for ev in self.events)
         self.keep.clear()
         self.results.clear()
