@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from xcs._jit import DEFAULT_WORKERS
+from xcs._executors import DEFAULT_WORKERS
 
 from .callees import AsyncHttpModel, AsyncSleepModel, HttpModel, SleepModel
 

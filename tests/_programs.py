@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from xcs._replay import Pending
+from xcs._tasks import Pending
 
 LATENCY = 0.001  # per slow call: above xcs's 100 us threshold, cheap enough for many programs
 TOKEN = re.compile(r"~\d{8}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from xcs import _replay
+from xcs import _scheduling
 
 
 @pytest.fixture(autouse=True)
@@ -19,9 +19,9 @@ def no_leaks():
     before = set(threading.enumerate())
     yield
     deadline = time.monotonic() + 5
-    while _replay.live_invocations() and time.monotonic() < deadline:
+    while _scheduling.live_invocations() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert _replay.live_invocations() == 0, "a replayed call did not finish its deferred calls"
+    assert _scheduling.live_invocations() == 0, "a replayed call did not finish its deferred calls"
     while time.monotonic() < deadline:
         leaked = [t for t in threading.enumerate()
                   if t not in before and t.is_alive() and not t.name.startswith("xcs")]

@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from xcs import _jit, _replay
+from xcs import _function, _replay
 from xcs._trace import Recorder
 
 
@@ -47,7 +47,7 @@ class InlineExecutor(Executor):
 INLINE = InlineExecutor()
 
 
-class Forced(_jit._Function):
+class Forced(_function.Function):
     """A jitted function whose every call takes the trace or the full replay body."""
 
     mode = "replay"

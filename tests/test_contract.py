@@ -28,8 +28,8 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 import pytest
 
 import xcs
-from xcs import XcsError, XcsWarning, _executors, _jit, _replay, jit
-from xcs._replay import Pending
+from xcs import XcsError, XcsWarning, _executors, _function, _replay, _scheduling, jit
+from xcs._tasks import Pending
 
 from . import _elsewhere
 from .conftest import Forwarding, Model, OwnThreads
@@ -403,7 +403,7 @@ def test_no_deferred_call_outlives_its_invocation(executor, fail):
         assert active == 0, "a deferred call was still running after the function finished"
         assert Counter(e for e, _ in events)["start"] == Counter(e for e, _ in events)["end"]
         assert (exc is boom) if fail else (exc is None and result == f.__wrapped__(xs))
-        assert _replay.live_invocations() == 0
+        assert _scheduling.live_invocations() == 0
     if executor is None:
         assert replays(f) >= 3
 
@@ -918,7 +918,7 @@ def test_argument_whose_metaclass_hash_raises_runs_plain():
 def test_plan_cache_is_bounded_to_max_signatures():
     """At most MAX_SIGNATURES signatures are kept; the oldest go first and come back traced."""
     m = Model(latency=0)
-    limit = _jit.MAX_SIGNATURES
+    limit = _function.MAX_SIGNATURES
     types = [type(f"T{i}", (), {}) for i in range(limit + 36)]
 
     @jit
@@ -1471,7 +1471,7 @@ def test_internal_error_in_dispatch_runs_plain_with_the_reason(monkeypatch):
     def broken(self, *args, **kwargs):
         raise RuntimeError("simulated dispatch failure")
 
-    monkeypatch.setattr(_jit._Function, "_new_entry", broken)
+    monkeypatch.setattr(_function.Function, "_new_entry", broken)
     m = Model(latency=FAST)
     args = [(m, *a) for a in ARGS]
     f, results, caught = run_with_fault(lambda: jit(fan), args, "simulated dispatch failure")

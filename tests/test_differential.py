@@ -54,7 +54,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from xcs import XcsWarning, _jit, _replay, jit
+from xcs import XcsWarning, _function, _replay, _scheduling, jit
 
 from ._programs import CONT_KIND, KINDS, build, compare, render, run
 
@@ -113,7 +113,7 @@ def check_program(stmts, final, calls, executor, tally, kinds=((False, False),) 
             expected = run(plain, plain_env, (q, make(xs), n, flag, plain_env.agent), mode)
             got = run(jitted, jit_env, (q, make(xs), n, flag, jit_env.agent), mode)
             compare(expected, got, program.source, (q, xs, n, flag, mode))
-            assert _replay.live_invocations() == 0, "a replay was still in progress after return"
+            assert _scheduling.live_invocations() == 0, "a replay was still in progress after return"
     replays = sum(s.replays for s in jitted.stats().signatures if s.replays)
     tally["programs"] += 1
     tally["replayed"] += replays > 0
@@ -130,7 +130,7 @@ def check_program(stmts, final, calls, executor, tally, kinds=((False, False),) 
 def test_jit_matches_plain_on_generated_programs(monkeypatch):
     """Generated compound-AI programs behave identically with and without @jit."""
     # Two cached signatures per function: calls that switch types evict plans.
-    monkeypatch.setattr(_jit, "MAX_SIGNATURES", 2)
+    monkeypatch.setattr(_function, "MAX_SIGNATURES", 2)
     tally: Counter[str] = Counter()
     one, two = (ThreadPoolExecutor(k, thread_name_prefix="test-pool") for k in (1, 2))
     executors = {"default": None, "one-worker": one, "two-workers": two,
@@ -189,7 +189,7 @@ CONT_PROGRAMS = 120
 
 def test_continuations_match_plain_on_generated_programs(monkeypatch):
     """Generated programs that work on results behave identically with and without @jit."""
-    monkeypatch.setattr(_jit, "MAX_SIGNATURES", 2)
+    monkeypatch.setattr(_function, "MAX_SIGNATURES", 2)
     tally: Counter[str] = Counter()
     enqueue = _replay.Invocation._enqueue
 
@@ -234,7 +234,7 @@ TRY_PROGRAMS = 80
 
 def test_outlined_tries_match_plain_on_generated_programs(monkeypatch):
     """Generated programs with a try per value behave identically with and without @jit."""
-    monkeypatch.setattr(_jit, "MAX_SIGNATURES", 2)
+    monkeypatch.setattr(_function, "MAX_SIGNATURES", 2)
     tally: Counter[str] = Counter()
     one = ThreadPoolExecutor(1, thread_name_prefix="test-pool")
     executors = {"default": None, "one-worker": one}

@@ -193,15 +193,15 @@ def test_making_a_deferred_call_is_not_the_bodys_time(monkeypatch):
     """What a first call spends making its deferred calls (a trampoline compiled per
     site, a pool starting a thread) is xcs's time, not the body's: a chain, whose
     every result is needed at once, is still planned plain."""
-    from xcs import _replay
+    from xcs import _tracebacks
 
-    trampoline = _replay.trampoline
+    trampoline = _tracebacks.trampoline
 
     def slow_trampoline(*args):  # making each site's first deferral takes 10 ms
         time.sleep(0.01)
         return trampoline(*args)
 
-    monkeypatch.setattr(_replay, "trampoline", slow_trampoline)
+    monkeypatch.setattr(_tracebacks, "trampoline", slow_trampoline)
     jit(lambda x: slow_model(x))("teach")  # the process knows slow_model is slow
 
     def chain(x):

@@ -7,8 +7,9 @@ import types
 
 from bytecode import Bytecode
 
+from xcs._cfg import Cfg
 from xcs._compat import ops
-from xcs._flow import Cfg, simulate
+from xcs._flow import simulate
 
 
 def _flow(fn, deferred_all=True):

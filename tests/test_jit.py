@@ -19,7 +19,7 @@ import pytest
 
 import xcs
 from xcs import XcsWarning, jit
-from xcs._replay import Pending
+from xcs._tasks import Pending
 
 from .conftest import Model
 
@@ -623,12 +623,12 @@ def test_rewrite_failure_runs_plain(monkeypatch, model):
 
 def test_planning_failure_runs_plain(monkeypatch, model):
     """An internal error after the trial leaves that signature plain, results unchanged."""
-    from xcs import _jit
+    from xcs import _pipeline
 
     def broken(*a, **k):
         raise RuntimeError("planner bug")
 
-    monkeypatch.setattr(_jit.Plan, "from_graph", broken)
+    monkeypatch.setattr(_pipeline.Plan, "from_graph", broken)
     f = jit(lambda m, xs: [m(x) for x in xs])
     with pytest.warns(XcsWarning, match="planner bug"):
         assert f(model, [1, 2]) == ["m(1)", "m(2)"]

@@ -590,7 +590,7 @@ def test_a_failure_of_the_outlining_leaves_the_rest_of_the_function_optimized(mo
     def broken(*args):
         raise LookupError("simulated")
 
-    monkeypatch.setattr(_outline, "_shape", broken)
+    monkeypatch.setattr(_outline, "shape", broken)
 
     def both(docs):
         first = [strict(d) for d in docs]

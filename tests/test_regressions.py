@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from xcs import XcsWarning, _jit, _replay, jit
+from xcs import XcsWarning, _function, _replay, _scheduling, jit
 
 from .conftest import Model
 
@@ -294,7 +294,7 @@ def test_internal_error_in_dispatch_is_recorded_in_stats(monkeypatch):
     def broken(self, *args):
         raise RuntimeError("dispatch bug")
 
-    monkeypatch.setattr(_jit._Function, "_new_entry", broken)
+    monkeypatch.setattr(_function.Function, "_new_entry", broken)
     jitted = jit(lambda xs: [slow(x) for x in xs])
     with pytest.warns(XcsWarning, match="dispatch bug"):
         assert jitted(["a"]) == ["slow(a)"]
@@ -395,7 +395,7 @@ def test_a_task_whose_input_finishes_while_it_is_queued_is_submitted_once(monkey
     shim.__dict__.update(threading.__dict__)
     real_rlock = threading.RLock
     shim.RLock = HandshakeLock
-    monkeypatch.setattr(_replay, "threading", shim)
+    monkeypatch.setattr(_scheduling, "threading", shim)
     complete = _replay.Invocation.complete
 
     def completing(self, task, *args, **kwargs):

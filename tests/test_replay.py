@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from xcs._replay import QUEUED, Invocation, Pending, resolve
+from xcs._replay import Invocation
+from xcs._tasks import QUEUED, Pending, resolve
 
 
 def _invocation(executor=None):

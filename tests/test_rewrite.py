@@ -99,9 +99,13 @@ def _run_all_modes(fn, *args):
     Returns each body's outcome and what each call saw: the body its dispatch chose, the
     calls the trace recorded, the calls the replay deferred.
     """
-    from xcs import _jit
+    from xcs._executors import default_executor
+    from xcs._function import Function
+    from xcs._introspect import Entry
+    from xcs._replay import Invocation
+    from xcs._trace import Recorder
 
-    state = _jit._Function(fn, None)
+    state = Function(fn, None)
     program = state.program
     assert program is not None
     replay = Variant("replay", frozenset(s.id for s in program.sites if s.deferrable),
@@ -119,8 +123,8 @@ def _run_all_modes(fn, *args):
             return 0
         prev = state.tls.cur
         if body == "trace":
-            rec = _jit.Recorder("x.")
-            rec.context = (_jit._Entry("x"), prev)
+            rec = Recorder("x.")
+            rec.context = (Entry("x"), prev)
             state.tls.cur = rec
             return layout.index[trace]
 
@@ -128,7 +132,7 @@ def _run_all_modes(fn, *args):
             seen["deferred"].append(sum(not t.inline for t in inv.tasks))
             state.tls.cur = prev
 
-        state.tls.cur = _jit.Invocation(_jit.default_executor(), on_exit)
+        state.tls.cur = Invocation(default_executor(), on_exit)
         return layout.index[replay]
 
     def end_trial(rec, raised):
@@ -197,7 +201,7 @@ def _stdlib_functions():
 
 def test_stdlib_functions_rewrite_into_valid_code():
     """Every function of 30 stdlib modules yields trace and replay bodies that assemble."""
-    from xcs._rewrite import _NamedHooks
+    from xcs._listing import NamedHooks
 
     count = 0
     failures = []
@@ -206,7 +210,7 @@ def test_stdlib_functions_rewrite_into_valid_code():
             program = Program.from_function(fn)
             deferred = frozenset(s.id for s in program.sites if s.deferrable)
             program.combine([Variant("trace"), Variant("replay", deferred)],
-                            lambda params: 0, _NamedHooks())
+                            lambda params: 0, NamedHooks())
         except RewriteError as exc:
             failures.append(f"{fn.__module__}.{fn.__qualname__}: {exc}")
         count += 1

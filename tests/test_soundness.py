@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from xcs import jit
-from xcs._trace import stays_here
+from xcs._values import stays_here
 
 from .conftest import Forwarding, OwnThreads
 from .test_contract import warm

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from xcs._callees import CPU_BOUND, MIN_DURATION
 from xcs._graph import Graph, Node
 from xcs._owners import MUTATORS
-from xcs._trace import FRAME
+from xcs._values import FRAME
 
 if TYPE_CHECKING:  # the rewrite stage needs bytecode support; analysis does not
     from xcs._rewrite import Site

@@ -3,7 +3,7 @@
 A trial times every call it makes.  A callee whose call took longer than a
 trip to a worker costs (``MIN_DURATION``), without burning the calling
 thread's CPU, is remembered here; the first call of any jitted function then
-defers the later calls of that callee at once (see ``_jit``, the ``first``
+defers the later calls of that callee at once (see ``_call_hooks``, the ``first``
 body), instead of waiting for a whole sequential trial to learn it again.
 
 What is remembered only decides what may overlap, never what is computed: a

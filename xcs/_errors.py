@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["XcsError", "XcsWarning"]
+__all__ = ["VerifyError", "XcsError", "XcsWarning"]
 
 
 class XcsError(Exception):
@@ -28,3 +28,7 @@ class RewriteError(Exception):
 
 class XcsWarning(UserWarning):
     """xcs runs a function plain, without parallelism, and says why (once per reason)."""
+
+
+class VerifyError(AssertionError):
+    """A jitted run of the function differed from the plain one (see ``verify``)."""

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import decimal
 import heapq
-import itertools
 import math
 import numbers
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
 from xcs._errors import XcsTypeError, XcsValueError
+from xcs._slots import Item, Slot, Slots, held_slots
 
 __all__ = ["Throttle", "default_executor", "picklable", "remote", "throttle"]
 
@@ -81,54 +80,7 @@ def picklable(executor: Executor, payload: Any) -> bool:
     return True
 
 
-class _Slot:
-    """A slot of a throttle taken by a call running in some thread."""
-
-    __slots__ = ("held", "throttle")
-
-    def __init__(self, throttle: Throttle) -> None:
-        self.throttle = throttle
-        self.held = True  # False once given back (the call ended, or it submits work)
-
-
-class _Held(threading.local):
-    """The slots this thread's running calls hold, innermost last."""
-
-    def __init__(self) -> None:
-        self.stack: list[_Slot] = []
-
-
-_held = _Held()
-
-
-class _Pumping(threading.local):
-    def __init__(self) -> None:
-        self.stack: list[Throttle] = []  # the throttles this thread is starting calls of
-
-
-_pumping = _Pumping()
-
-
-class _Item:
-    """A call waiting in a throttle's queue."""
-
-    __slots__ = ("args", "fn", "future", "key", "kwargs", "ran", "stolen")
-
-    def __init__(self, key: tuple[float, int], fn: Callable[..., Any] | None, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> None:
-        self.key = key  # (-rank, submission number): the smallest starts first
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.future: Future[Any] = Future()
-        self.ran = False  # the wrapped executor started it
-        self.stolen = False  # a waiting worker ran it instead (see ``run_one_here``)
-
-    def __lt__(self, other: _Item) -> bool:
-        return self.key < other.key
-
-
-class Throttle(Executor):
+class Throttle(Slots, Executor):
     """An executor that starts the calls submitted to it within a cap and a rate.
 
     Made by ``xcs.throttle``; see there.  ``shutdown`` stops this throttle
@@ -136,26 +88,8 @@ class Throttle(Executor):
     """
 
     def __init__(self, executor: Executor, max_in_flight: int | None, interval: float) -> None:
-        self.executor = executor  # where the calls run
-        self.max_in_flight = max_in_flight
-        self.interval = interval  # seconds between two starts; 0 for no rate limit
+        super().__init__(executor, max_in_flight, interval)
         self._remote = remote(executor)
-        chain = [self]  # this throttle and those it wraps, outermost first
-        while isinstance(chain[-1].executor, Throttle):
-            chain.append(chain[-1].executor)
-        self._chain = tuple(chain)
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: list[_Item] = []  # a heap
-        # Calls started (in a slot) and handed to the wrapped executor, no worker has
-        # taken yet: a worker waiting for one may run it (``run_one_here``).
-        self._handed: dict[Future[Any], _Item] = {}
-        self._count = itertools.count()
-        self._running = 0  # calls started and not finished
-        self._next = 0.0  # monotonic time before which no call may start
-        self._starting = threading.Lock()  # held by the call that is starting
-        self._last = -float("inf")  # when the latest call started (in this process)
-        self._timer: threading.Thread | None = None  # starts queued calls when the rate allows
-        self._closed = False
 
     # -- Executor --------------------------------------------------------------
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
@@ -170,12 +104,12 @@ class Throttle(Executor):
         gives its slot back first: it hands out work (it will wait for it) and
         is not a request itself; keeping the slot could leave none for the work.
         """
-        item = _Item((-rank, next(self._count)), fn, args, kwargs)
+        item = Item((-rank, next(self._count)), fn, args, kwargs)
         with self._cond:
             if self._closed:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             heapq.heappush(self._queue, item)
-        for slot in _held.stack:
+        for slot in held_slots.stack:
             if slot.held and slot.throttle is self:
                 slot.held = False
                 with self._cond:
@@ -213,22 +147,6 @@ class Throttle(Executor):
         caps = [n for n in (self.max_in_flight, inner) if isinstance(n, int)]
         return min(caps) if caps else None
 
-    def holds_slot(self) -> bool:
-        """Whether the calling thread runs a call in a slot of this throttle or of one
-        it wraps (a throttle over a throttle)."""
-        chain = self._chain
-        return any(slot.held and slot.throttle in chain for slot in _held.stack)
-
-    def run_in_slot(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn`` in this thread, in the slot its current call holds.
-
-        A call that waits for a call queued behind it (a jitted function on this
-        throttle waiting for its own deferred call) runs that call itself: the
-        slot stays taken by one running call, and the rate still applies.
-        """
-        self.acquire_rate()
-        fn()
-
     def run_one_here(self, future: Future[Any]) -> bool:
         """Run, in this thread, a call that is started or may start now: ``future``'s own
         if it is one, else the next the cap and the rate allow, else any started call
@@ -263,101 +181,7 @@ class Throttle(Executor):
             item.future.set_result(value)
         return True
 
-    def acquire(self) -> list[_Slot] | None:
-        """Wait for a slot and the rate for a call the calling thread makes itself.
-
-        A trial runs its calls in the body's thread; they count against the cap
-        and the rate (of this throttle and of those it wraps) like the calls
-        queued here, ahead of them (the body waits).  None when this thread holds
-        a slot already (a call of this throttle making its own): then only the
-        rate applies.  Give what it returns to ``release``.
-        """
-        if self.holds_slot():
-            self.acquire_rate()
-            return None
-        taken = []
-        for throttle in self._chain:
-            item = _Item((-float("inf"), next(throttle._count)), None, (), {})
-            with throttle._cond:
-                heapq.heappush(throttle._queue, item)
-            throttle._pump()
-            item.future.result()  # set when the slot is taken (never cancelled)
-            throttle._gate()
-            slot = _Slot(throttle)
-            _held.stack.append(slot)
-            taken.append(slot)
-        return taken
-
-    def acquire_rate(self) -> None:
-        """Wait for the rate only, for a call made in a slot this thread holds."""
-        for throttle in self._chain:
-            throttle._gate()
-
-    def release(self, taken: list[_Slot] | None) -> None:
-        """Give back the slots ``acquire`` took."""
-        for slot in reversed(taken or ()):
-            _held.stack.remove(slot)
-            if slot.held:
-                slot.held = False
-                slot.throttle._finished()
-
-    # -- internals -------------------------------------------------------------
-    def _pump(self) -> None:
-        """Start every queued call that the cap and the rate allow now.
-
-        An executor that runs a call inside ``submit`` (or a call that ends at
-        once) comes back here from ``_start``: that inner call only asks the
-        outer loop to go on, so a long queue is a loop, not a recursion.
-        """
-        if self in _pumping.stack:  # the loop below takes the next call after this one
-            return
-        _pumping.stack.append(self)
-        try:
-            while True:
-                with self._cond:
-                    item = self._take()
-                if item is None:
-                    return
-                if item.future.set_running_or_notify_cancel():
-                    self._start(item)
-                else:
-                    with self._cond:
-                        self._running -= 1
-        finally:
-            _pumping.stack.remove(self)
-
-    def _take(self) -> _Item | None:
-        """Under the lock: the next call to start now, or None (then arm the timer)."""
-        queue = self._queue
-        while queue and queue[0].future.cancelled():
-            heapq.heappop(queue)
-        if not queue:
-            self._cond.notify_all()  # shutdown(wait=True) may be waiting
-            return None
-        if self.max_in_flight is not None and self._running >= self.max_in_flight:
-            return None
-        now = time.monotonic()
-        if now < self._next:
-            if self._timer is None:
-                self._timer = threading.Thread(target=self._wait_for_rate, daemon=True,
-                                               name="xcs-throttle")
-                self._timer.start()
-            return None
-        self._running += 1
-        self._next = now + self.interval
-        return heapq.heappop(queue)
-
-    def _wait_for_rate(self) -> None:
-        while True:
-            with self._cond:
-                delay = self._next - time.monotonic()
-                if delay <= 0 or not self._queue:
-                    self._timer = None
-                    break
-            time.sleep(delay)
-        self._pump()
-
-    def _start(self, item: _Item) -> None:
+    def _start(self, item: Item) -> None:
         if item.fn is None:  # a thread waiting in ``acquire``: its slot is taken
             item.future.set_result(None)
             return
@@ -378,7 +202,7 @@ class Throttle(Executor):
             return
         inner.add_done_callback(lambda done: self._relay(done, item))
 
-    def _run(self, item: _Item, here: bool = False) -> Any:
+    def _run(self, item: Item, here: bool = False) -> Any:
         """On the wrapped executor's worker (or ``here``, in a waiting worker that took
         it): start at the rate, hold the slot while running."""
         if not here:
@@ -387,35 +211,20 @@ class Throttle(Executor):
                     return None  # a waiting worker runs it (``_relay`` leaves it alone)
                 del self._handed[item.future]
         item.ran = True
-        slot = _Slot(self)
+        slot = Slot(self)
         try:
             self._gate()
-            _held.stack.append(slot)
+            held_slots.stack.append(slot)
             try:
                 return item.fn(*item.args, **item.kwargs)  # type: ignore[misc]
             finally:
-                _held.stack.remove(slot)
+                held_slots.stack.remove(slot)
         finally:
             if slot.held:  # else given back when the call submitted work here
                 slot.held = False
                 self._finished()
 
-    def _gate(self) -> None:
-        """Wait until this call may start: the start times themselves are spaced.
-
-        The queue spaces the submissions to the wrapped executor; a call that
-        waited there for a worker could start right after another one, so the
-        start is checked again where it happens, one call at a time.
-        """
-        if not self.interval:
-            return
-        with self._starting:
-            delay = self._last + self.interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self._last = time.monotonic()
-
-    def _relay(self, inner: Future[Any], item: _Item) -> None:
+    def _relay(self, inner: Future[Any], item: Item) -> None:
         if item.stolen:  # a waiting worker ran it, gave its slot back and set its future
             return
         outer = item.future
@@ -434,11 +243,6 @@ class Throttle(Executor):
             outer.set_exception(error)
         else:
             outer.set_result(inner.result())
-
-    def _finished(self) -> None:
-        with self._cond:
-            self._running -= 1
-        self._pump()
 
 
 def throttle(executor: Executor | None = None, *, max_in_flight: int | None = None,

@@ -1,7 +1,7 @@
 """Views of what xcs recorded and decided: Graphviz DOT, trace-event JSON, text lanes.
 
 These are pure functions of the stage records (``Graph``, ``Plan``,
-``Timeline``); ``_jit`` calls them for ``f.explain(format="dot")`` and
+``Timeline``); ``_introspect`` calls them for ``f.explain(format="dot")`` and
 ``f.timeline()``, and the demo draws its text timeline with them.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from xcs._analyze import Plan
 from xcs._graph import Graph
-from xcs._replay import Span, Timeline
+from xcs._timeline import Span, Timeline
 
 __all__ = ["dot", "timeline_from_graph", "timeline_text", "trace_events"]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xcs._flow import Cfg
+from xcs._cfg import Cfg
 
 __all__ = ["fed_by"]
 
