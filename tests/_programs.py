@@ -10,7 +10,8 @@ both on the same arguments and checks that they return, raise and call the same.
 Callee outputs are deterministic functions of their (canonical) arguments,
 except ``nd``, which appends a fresh token ``~dddddddd`` to every result.  The
 token has a fixed width, so lengths, and branches on lengths, do not depend on
-it; ``canon`` replaces tokens with ``~ND`` before values are compared, and
+it; ``canon`` replaces tokens (and what is left of one cut short) with ``~ND``
+before values are compared, and
 ``compare`` checks that every token a jitted call returned, stored or passed to a
 callee was produced during that very call (never one left over from the trial or
 an earlier call).
@@ -34,6 +35,10 @@ from xcs._tasks import Pending
 
 LATENCY = 0.001  # per slow call: above xcs's 100 us threshold, cheap enough for many programs
 TOKEN = re.compile(r"~\d{8}")
+# A token, or what is left of one a helper cut short (``clean`` keeps 30 characters):
+# ``~0000461`` of ``~00004616``.  The counter is shared by the plain and the jitted
+# run, so a cut token's digits differ between them when the two fall in different tens.
+_TOKEN_OR_CUT = re.compile(r"~\d{1,8}")
 _tokens = itertools.count(1)
 _token_lock = threading.Lock()
 
@@ -41,7 +46,7 @@ _token_lock = threading.Lock()
 def canon(value: Any) -> Any:
     """``value`` with every non-deterministic token replaced by ``~ND``."""
     if isinstance(value, str):
-        return TOKEN.sub("~ND", value)
+        return _TOKEN_OR_CUT.sub("~ND", value)
     if isinstance(value, (list, tuple)):
         return type(value)(canon(v) for v in value)
     if isinstance(value, dict):

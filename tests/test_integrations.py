@@ -251,11 +251,16 @@ def test_a_four_worker_pool_caps_requests_in_flight(server, client):
         capped = jit(executor=pool)(example.summarize_all.__wrapped__)
         expected, plain, got, fast = plain_then_jit(capped, client, documents)
         server.reset()
-        assert capped(client, documents) == expected
+        again, second = timed(capped, client, documents)
+        assert again == expected
         # A call the body makes itself (not deferred) may run beside the pool's four.
         assert 4 <= server.peak <= 4 + 1, server.peak
+        # The best of three replays, as in the map test above: in a full run on a loaded
+        # machine one replay took 1.16 s against 1.25 s plain (not reproduced alone).
+        fast = min(fast, second, timed(capped, client, documents)[1])
+        assert capped.stats().signatures[0].replays >= 3
     assert got == expected
-    assert fast < 0.5 * plain, (plain, fast)  # 12 latencies plain, 3 rounds of 4 or 5
+    assert fast < 0.5 * plain, (plain, fast, capped.explain())  # 12 latencies plain, 3 rounds
 
 
 def test_the_default_pool_sends_every_independent_request_at_once(server, client):
