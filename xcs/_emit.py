@@ -112,7 +112,7 @@ class _Writer:
 
     def _switched(self, index: int, span: list[Instr], on: object) -> list[Any]:
         """A first call's site that proved fast runs as written while its switch is off
-        (``_switches``): one test, no hook call."""
+        (``Placement.switches``, ``_switches``): one test, no hook call."""
         loc = span[0].location
         plain, end = Label(), Label()
         out: list[Any] = [Instr("LOAD_CONST", on, location=loc),

@@ -75,7 +75,7 @@ class Function:
         self.warned: set[str] = set()
         code = fn.__code__
         self.signature = Signature.of(code)
-        self.varargs = self.signature.varargs
+        self.varargs = self.signature.varargs  # read by every call (``dispatch``)
         self.program: Program | None
         self.first: Variant | None = None
         try:

@@ -40,7 +40,6 @@ from xcs._tasks import (
     resolve,
     resolved,
 )
-from xcs._tracebacks import OWN_CODE
 from xcs._values import stays_here
 from xcs._waiting import Waiting
 
@@ -221,6 +220,3 @@ class Invocation(Waiting):
         if _owners.OWNED and not _owners.clear(values, 2):
             self.touch(values, 2)
         return fn(*args, **kwargs)
-
-
-OWN_CODE.update({Waiting.wait.__code__, Waiting.force.__code__})

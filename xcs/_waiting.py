@@ -34,7 +34,7 @@ from xcs._tasks import (
     worker,
 )
 from xcs._timeline import READS_OWNED, Timeline, Why, body_at, timeline_of
-from xcs._tracebacks import with_site_traceback
+from xcs._tracebacks import OWN_CODE, with_site_traceback
 
 _cpu = time.thread_time
 # How long a worker waiting for a throttled call, with every slot in use, sleeps before it
@@ -263,3 +263,7 @@ class Waiting(Scheduling):
         self.tasks = []
         self.waits = []
         self.cached = {}
+
+
+# A failure's traceback leaves out the frames in which the body waited for the call.
+OWN_CODE.update({Waiting.wait.__code__, Waiting.force.__code__})
