@@ -14,7 +14,7 @@ from xcs._flow import simulate
 
 def _flow(fn, deferred_all=True):
     bc = Bytecode.from_code(fn.__code__, conserve_exception_block_stackdepth=True)
-    cfg = Cfg(bc, ops)
+    cfg = Cfg(bc)
     base = simulate(cfg, ops)
     if not deferred_all:
         return cfg, base
@@ -143,7 +143,7 @@ def test_simulation_handles_the_standard_library():
             code = stack.pop()
             stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
             bc = Bytecode.from_code(code, conserve_exception_block_stackdepth=True)
-            cfg = Cfg(bc, ops)
+            cfg = Cfg(bc)
             flow = simulate(cfg, ops)
             simulate(cfg, ops, frozenset(flow.calls))
             count += 1

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import sys
 from types import CodeType
-from typing import Any
 
 from bytecode import Bytecode, Instr
 from bytecode.instr import CellVar
 
 from xcs import _compat
 
-ops: Any = _compat.ops
+ops = _compat.required()
 
 
 def comprehension_cells(code: CodeType) -> frozenset[str]:

@@ -14,7 +14,7 @@ from xcs._errors import RewriteError
 class Cfg:
     """The real instructions of a Bytecode with their successors and try regions."""
 
-    def __init__(self, code: Bytecode, ops: Any) -> None:
+    def __init__(self, code: Bytecode) -> None:
         self.code = code
         self.instrs: list[Instr] = []
         self.region: list[TryBegin | None] = []
@@ -35,10 +35,9 @@ class Cfg:
                 self.instrs.append(item)
                 self.region.append(active)
         self.succ: list[list[tuple[int, bool]]] = []
-        monitor_only: frozenset[str] = getattr(ops, "MONITOR_ONLY_JUMPS", frozenset())
         for i, instr in enumerate(self.instrs):
             edges: list[tuple[int, bool]] = []
-            if instr.has_jump() and instr.name not in monitor_only:
+            if instr.has_jump():
                 edges.append((self._target(instr.arg), True))
             if not instr.is_final():
                 edges.append((i + 1, False))

@@ -16,7 +16,7 @@ from xcs._placement import Placement
 from xcs._sequences import assemble, barrier, location
 from xcs._sites import TRACE, Hooks, Site, Unit, Variant
 
-ops: Any = _compat.ops
+ops = _compat.required()
 
 __all__ = ["emit", "nested_code"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from xcs import _cells, _compat, _try_shapes  # the source rules and the splice's pieces
 
-ops: Any = _compat.ops
+ops = _compat.required()
 
 
 Params = tuple[tuple[str, str], ...]

@@ -48,7 +48,7 @@ from xcs._filter_shapes import ITEMS, Params, filter_sink, loop_sink, shape, sta
 __all__ = ["Filter", "filters"]
 
 
-ops: Any = _compat.ops
+ops = _compat.required()
 
 
 
@@ -149,15 +149,6 @@ def _helper(fn: FunctionType, node: ast.If | ast.For, params: Params) -> Functio
     return helper
 
 
-
-
-_JUMPS = frozenset({"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP",
-                    "JUMP_NO_INTERRUPT"})
-
-
-_ENDS = _JUMPS | {"RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS", "RERAISE"}
-
-
 def _splice(bc: Bytecode, node: ast.If | ast.For, helper: FunctionType, params: Params) -> bool:
     """Replace the statement's instructions in ``bc`` by the helper call, in place.
 
@@ -190,7 +181,7 @@ def _splice(bc: Bytecode, node: ast.If | ast.For, helper: FunctionType, params: 
         if isinstance(x, Instr) and isinstance(x.arg, Label) and id(x.arg) not in own:
             exits.add(id(x.arg))
     tail = run[-1]
-    if not (isinstance(tail, Instr) and tail.name in _ENDS):
+    if not (isinstance(tail, Instr) and tail.is_final()):  # a jump, return or raise
         if after is None:
             return False
         exits.add(id(after))

@@ -27,12 +27,13 @@ from xcs._abstract import (
 )
 from xcs._cfg import Cfg
 from xcs._errors import RewriteError
+from xcs._opcodes import Opcodes
 from xcs._transfer import Step
 
 __all__ = ["simulate"]
 
 
-def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
+def simulate(cfg: Cfg, ops: Opcodes, deferred: frozenset[int] = frozenset(), *,
              returns_to_caller: bool = False,
              comprehension: Any = None, lazy: frozenset[int] = frozenset(),
              cells: frozenset[str] = frozenset(),
@@ -41,7 +42,7 @@ def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
 
     Args:
         cfg: the code's control-flow graph.
-        ops: the version module (``xcs._v3XX``).
+        ops: the bytecode of this CPython (``_compat.ops``).
         deferred: indices of the CALL instructions whose results are placeholders.
         returns_to_caller: the code's return value goes straight back into the
             enclosing frame (a 3.11 comprehension), so it may hold placeholders.
@@ -63,7 +64,7 @@ def simulate(cfg: Cfg, ops: Any, deferred: frozenset[int] = frozenset(), *,
 
 
 class _Simulation:
-    def __init__(self, cfg: Cfg, ops: Any, deferred: frozenset[int],
+    def __init__(self, cfg: Cfg, ops: Opcodes, deferred: frozenset[int],
                  returns_to_caller: bool, comprehension: Any, lazy: frozenset[int],
                  cells: frozenset[str], closure_cells: frozenset[str]) -> None:
         self.cfg = cfg

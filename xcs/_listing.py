@@ -11,8 +11,8 @@ from bytecode.instr import UNSET, TryBegin, TryEnd
 
 from xcs import _compat
 
-# The version module (see _compat); the rewrite stage is only used where it exists.
-ops: Any = _compat.ops
+# This CPython's bytecode (see _compat); the rewrite stage is only used where it exists.
+ops = _compat.required()
 
 __all__ = ["NamedHooks", "listing"]
 

@@ -37,7 +37,6 @@ import ast
 import inspect
 from dataclasses import dataclass
 from types import CodeType, FunctionType
-from typing import Any
 
 from bytecode import Bytecode
 from bytecode.instr import TryBegin
@@ -49,7 +48,7 @@ from xcs._try_shapes import shape, try_statements
 __all__ = ["Outline", "Outlined", "outline"]
 
 
-ops: Any = _compat.ops
+ops = _compat.required()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +73,6 @@ def outline(fn: FunctionType) -> Outlined:
     """The code of ``fn`` with every qualifying ``try`` (and filtering ``if``, see
     ``_filters``) replaced by a helper call."""
     code = fn.__code__
-    if ops is None:
-        return Outlined(None, (), ())
     bc = Bytecode.from_code(code, conserve_exception_block_stackdepth=True)
     tries = any(isinstance(x, TryBegin) for x in bc)
     if not tries and "append" not in code.co_names:

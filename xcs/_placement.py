@@ -33,16 +33,9 @@ from xcs._sequences import (
 )
 from xcs._sites import RUN_IN_PLACE, Hooks, Site, Unit, Variant
 
-ops: Any = _compat.ops
+ops = _compat.required()
 
-__all__ = ["SIDE_EFFECTS", "Placement"]
-
-# Instructions that change state outside the frame: before them the body
-# waits for the calls it deferred, so that when one of those fails, the body
-# stops where the plain function would have stopped.
-SIDE_EFFECTS = frozenset({"STORE_ATTR", "DELETE_ATTR", "STORE_GLOBAL", "DELETE_GLOBAL",
-                          "STORE_NAME", "DELETE_NAME", "STORE_DEREF", "DELETE_DEREF",
-                          "DELETE_SUBSCR", "STORE_SLICE", "IMPORT_NAME"})
+__all__ = ["Placement"]
 
 
 class Placement:
@@ -104,12 +97,10 @@ class Placement:
 
     def at(self, index: int) -> list[Any]:
         """The insertions before instruction ``index``: for a CALL, before its glued
-        prefix (KW_NAMES, PRECALL)."""
+        prefix (``ops.CALL_PREFIX``)."""
         cfg = self.cfg
         where = anchor(cfg, index)
-        if cfg.instrs[where].name in ("END_FOR", "POP_ITER") or (
-                where > 0 and cfg.instrs[where - 1].name == "END_FOR"
-                and not ops.CODE_AFTER_END_FOR):
+        if ops.after_loop_end(cfg.instrs, where):
             raise RewriteError("cannot insert code at the end of a for loop")
         return self.before.setdefault(where, [])
 
@@ -189,10 +180,10 @@ class Placement:
                 # must not truncate a file when a call deferred before it failed.
                 start = flow.with_starts.get(index, index)
                 self.at(start).extend(barrier(hooks.barrier, instr.location))
-            elif instr.name in SIDE_EFFECTS and (cell_name(instr) in unit.cells
+            elif instr.name in ops.SIDE_EFFECTS and (cell_name(instr) in unit.cells
                                                  or cell_name(instr) in unit.closure_cells):
                 pass  # a local of this frame (a closure cell: checked at run time)
-            elif instr.name in SIDE_EFFECTS or index in flow.stores_outside:
+            elif instr.name in ops.SIDE_EFFECTS or index in flow.stores_outside:
                 self.at(index).extend(barrier(hooks.barrier, instr.location))
             elif index in flow.mutators:
                 # ``history.append(x)`` on a list the caller sees: wait first (also so
@@ -256,7 +247,7 @@ class Placement:
         for index, depths in flow.touches.items():
             instr = cfg.instrs[index]
             if (cfg.protected[index] or index in handed or index in self.lazy_here
-                    or instr.name in SIDE_EFFECTS or index in flow.stores_outside
+                    or instr.name in ops.SIDE_EFFECTS or index in flow.stores_outside
                     or ops.is_with_enter(instr)):
                 continue
             if index in deferred_calls and self.sites[unit.site_ids[index]].writes:

@@ -19,9 +19,8 @@ nor into nested code.  The graph uses it only where identity cannot answer
 
 from __future__ import annotations
 
-from typing import Any
-
 from xcs._cfg import Cfg
+from xcs._opcodes import Opcodes, arg
 
 __all__ = ["fed_by"]
 
@@ -29,7 +28,7 @@ _Set = frozenset[int]
 _NONE: _Set = frozenset()
 
 
-def fed_by(cfg: Cfg, ops: Any) -> dict[int, _Set]:
+def fed_by(cfg: Cfg, ops: Opcodes) -> dict[int, _Set]:
     """For each CALL instruction index: the CALLs whose results may reach its operands."""
     n = len(cfg.instrs)
     if n == 0:
@@ -80,7 +79,7 @@ def _join(old: tuple[tuple[_Set, ...], dict[str, _Set]],
     return (tuple(joined), merged) if grown else old
 
 
-def _successors(cfg: Cfg, ops: Any, i: int, state: tuple[tuple[_Set, ...], dict[str, _Set]],
+def _successors(cfg: Cfg, ops: Opcodes, i: int, state: tuple[tuple[_Set, ...], dict[str, _Set]],
                 fed: dict[int, _Set]) -> list[tuple[int, tuple[tuple[_Set, ...], dict[str, _Set]]]]:
     stack, locs = list(state[0]), state[1]
     out = []
@@ -108,15 +107,15 @@ def _successors(cfg: Cfg, ops: Any, i: int, state: tuple[tuple[_Set, ...], dict[
         for local in loads or ():
             stack.append(locs.get(getattr(local, "name", local), _NONE))
     elif name == "COPY":
-        stack.append(stack[-ops.arg(instr)])
+        stack.append(stack[-arg(instr)])
     elif name == "SWAP":
-        n = ops.arg(instr)
+        n = arg(instr)
         stack[-1], stack[-n] = stack[-n], stack[-1]
     else:
-        consumed = ops.count(ops.CONSUMED, instr)
+        consumed = ops.consumed(instr)
         if consumed is None:
             consumed = len(stack)
-        kept = ops.count(ops.KEPT, instr, 0) or 0
+        kept = ops.kept(instr)
         taken = _take(stack, consumed)
         union = _NONE.union(*taken)
         below = tuple(stack)

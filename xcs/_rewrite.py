@@ -36,6 +36,7 @@ from xcs._emit import emit
 from xcs._errors import RewriteError
 from xcs._flow import simulate
 from xcs._listing import NamedHooks, listing
+from xcs._opcodes import arg
 from xcs._outline import Outlined, outline
 from xcs._provenance import fed_by as _fed_by
 from xcs._sequences import assemble, catch_all, clone, location
@@ -52,9 +53,8 @@ from xcs._sites import (
     op_text,
 )
 
-# The version module (see _compat); the rewrite stage is only used where it exists.
-ops: Any = _compat.ops
-UNSUPPORTED = _compat.UNSUPPORTED
+# This CPython's bytecode (see _compat); the rewrite stage is only used where it exists.
+ops = _compat.required()
 
 __all__ = ["FRAME_READERS", "IN_PLACE", "Hooks", "OpSite", "Program", "RewriteError", "Site",
            "Variant"]
@@ -64,8 +64,6 @@ class Program:
     """A function's code, analysed once, from which body copies are built."""
 
     def __init__(self, fn: FunctionType) -> None:
-        if ops is None:
-            raise RewriteError(UNSUPPORTED or "unsupported interpreter")
         self.fn = fn
         self.sites: list[Site] = []
         self.op_sites: list[OpSite] = []
@@ -102,7 +100,7 @@ class Program:
     # -- analysis ----------------------------------------------------------
     def _analyse(self, code: CodeType, kind: str, protected: bool) -> Unit:
         bc = load(code)
-        cfg = Cfg(bc, ops)
+        cfg = Cfg(bc)
         cells = _comprehension_cells(code) if kind == "main" else frozenset()
         closure = _closure_cells(code) if kind == "main" else frozenset()
         flow = simulate(cfg, ops, returns_to_caller=kind in RUN_IN_PLACE, cells=cells,
@@ -156,11 +154,14 @@ class Program:
                 op = OpSite(len(self.op_sites), code.co_qualname, code.co_filename, line,
                             op_text(instr) if op_kind == "access" else
                             str(getattr(instr.arg, "name", instr.name)).lower(),
-                            op_kind, ops.arg(instr) if op_kind == "unpack" else 0,
+                            op_kind, arg(instr) if op_kind == "unpack" else 0,
                             kind in RUN_IN_PLACE)
                 unit.op_ids[index] = op.id
                 self.op_sites.append(op)
-                self._op_fns.append(ops.lazy_op(instr))
+                fn = ops.lazy_op(instr)
+                if fn is None:  # (the analysis only makes lazy what has a function)
+                    raise RewriteError(f"no function computes {instr.name}")
+                self._op_fns.append(fn)
         for index, instr in enumerate(cfg.instrs):
             if instr.name == "LOAD_CONST" and isinstance(instr.arg, CodeType):
                 child = instr.arg

@@ -21,8 +21,8 @@ from xcs import _compat
 from xcs._abstract import CallSite
 from xcs._cfg import Cfg
 
-# The version module (see _compat); the rewrite stage is only used where it exists.
-ops: Any = _compat.ops
+# This CPython's bytecode (see _compat); the rewrite stage is only used where it exists.
+ops = _compat.required()
 
 __all__ = ["CellHook", "Exposure", "anchor", "assemble", "barrier", "catch_all", "cell_name",
            "clone", "copy_call", "guard_at", "location", "probe", "resolve_at"]
@@ -119,7 +119,7 @@ def cell_name(instr: Instr) -> str | None:
 
 def anchor(cfg: Cfg, index: int) -> int:
     """Where insertions for instruction ``index`` go: before a CALL's glued prefix
-    (KW_NAMES, PRECALL), else at the instruction itself."""
+    (``ops.CALL_PREFIX``), else at the instruction itself."""
     while index > 0 and cfg.instrs[index - 1].name in ops.CALL_PREFIX:
         index -= 1
     return index

@@ -20,8 +20,8 @@ from xcs import _compat
 from xcs._abstract import Flow
 from xcs._cfg import Cfg
 
-# The version module (see _compat); the rewrite stage is only used where it exists.
-ops: Any = _compat.ops
+# This CPython's bytecode (see _compat); the rewrite stage is only used where it exists.
+ops = _compat.required()
 
 __all__ = ["FRAME_READERS", "IN_PLACE", "TRACE", "Hooks", "OpSite", "Site", "Unit", "Variant",
            "load", "op_text"]

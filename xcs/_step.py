@@ -32,11 +32,6 @@ from xcs._errors import RewriteError
 if TYPE_CHECKING:
     from xcs._flow import _Simulation
 
-# Instructions (besides calls and in-place operators) that change an operand.
-_CHANGES = frozenset({"STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE", "STORE_ATTR",
-                      "DELETE_ATTR"})
-
-
 class StackStep:
     """The transfer function of one instruction from one entry state: its stack."""
 
@@ -65,7 +60,7 @@ class StackStep:
     def may_change(self) -> bool:
         """Can this instruction change what one of its operands holds, or a cell?"""
         instr, ops = self.instr, self.sim.ops
-        return (instr.name in _CHANGES or instr.name in ("STORE_DEREF", "DELETE_DEREF")
+        return (instr.name in ops.CHANGES_OPERAND or instr.name in ("STORE_DEREF", "DELETE_DEREF")
                 or ops.call_roles(instr) is not None or ops.in_place(instr))
 
     # -- helpers -----------------------------------------------------------
@@ -128,13 +123,13 @@ class StackStep:
 
     def _generic(self) -> None:
         ops = self.sim.ops
-        consumed = ops.count(ops.CONSUMED, self.instr)
+        consumed = ops.consumed(self.instr)
         if consumed is None:  # an instruction we have no model for: resolve everything
             consumed = len(self.stack)
         self.consumed = consumed
         base = len(self.stack) - consumed
         items = self._take(consumed)
-        kept = ops.count(ops.KEPT, self.instr, 0) or 0
+        kept = ops.kept(self.instr)
         self.kept_items = items[:kept]
         if self.instr.name in ops.READS_KEPT and items:
             # MATCH_MAPPING and friends test the subject they leave on the stack
@@ -165,7 +160,9 @@ class StackStep:
         it is, so it produces what the container may hold.
         """
         sim = self.sim
-        consumed = sim.ops.count(sim.ops.CONSUMED, self.instr)
+        consumed = sim.ops.consumed(self.instr)
+        if consumed is None:  # (every operator a replay may compute later has a model)
+            raise RewriteError(f"no stack model for {self.instr.name}")
         items = self.stack[len(self.stack) - consumed:]
         subscript = sim.ops.is_subscript(self.instr)
         held = subscript and items[0].bits & (LCT | TCT)

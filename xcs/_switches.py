@@ -1,7 +1,7 @@
 """Switches that let the sites of a first call that proved fast run as written.
 
 The first body (see ``_rewrite``) tests one switch before the hooks of each call
-site and operator site: ``LOAD_CONST switch; POP_JUMP_IF_FALSE``.  A switch is a
+site and operator site: ``LOAD_CONST switch`` and a jump if false.  A switch is a
 list, true while it holds an item: on, the site runs its hooks; off, the site's
 instructions run alone, as in the plain function, for the cost of that test.  A
 loop of 10,000 tiny calls then costs a few times the plain loop instead of a

@@ -36,7 +36,7 @@ def with_site_traceback(error: BaseException, task: Task,
                          frame: FrameType | None) -> BaseException:
     """Give ``error`` the traceback a plain call at the task's site would have had:
     the body's frame at the call's line, then the callee's own frames."""
-    from xcs._v311 import UNPACK_CODES as helpers  # an access's own function (all versions)
+    from xcs._opcodes import UNPACK_CODES as helpers  # an access's own function
 
     tb = task.tb
     while tb is not None and (tb.tb_frame.f_code in OWN_CODE

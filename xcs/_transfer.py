@@ -76,10 +76,11 @@ class Step(CallStep):
         if stores is not None:
             self._store(stores)
         if loads is not None:
+            clears = ops.clears_local(instr)
             for local in loads:
                 local = getattr(local, "name", local)  # CellVar in inlined comprehensions
                 self.pushed.append(Val(self.locs.get(local, PLAIN), aliases=frozenset({local})))
-                if name == "LOAD_FAST_AND_CLEAR":
+                if clears:
                     self.locs[local] = PLAIN
             self.effect_known = True
             return
@@ -88,6 +89,12 @@ class Step(CallStep):
             return
         if ops.lazy_op(instr) is not None and name != "UNPACK_SEQUENCE":
             self._lazy()
+            return
+        if name in ops.RETURNS_TOP:
+            self._returns_top()
+            return
+        if name in ops.KEY_TUPLE_MAPS:
+            self._key_tuple_map()
             return
         handler = getattr(self, "_op_" + name, None)
         if handler is not None:
@@ -116,7 +123,8 @@ class Step(CallStep):
         func = ("func", what[1]) if isinstance(what, tuple) and what[0] == "code" else None
         self._done([Val(PLAIN, what=func)])
 
-    def _op_SET_FUNCTION_ATTRIBUTE(self) -> None:
+    def _returns_top(self) -> None:
+        """The instruction gives back its top operand (a function with its defaults set)."""
         func = self.stack[-1]
         self._generic()
         self._done([func])
@@ -149,7 +157,8 @@ class Step(CallStep):
     def _op_BUILD_MAP(self) -> None:
         self._build(NOTLIST | OTHER, keyed=True)
 
-    def _op_BUILD_CONST_KEY_MAP(self) -> None:
+    def _key_tuple_map(self) -> None:
+        """A dict of the values below under the keys of the tuple on top (``{"a": x}``)."""
         keys = self.stack[-1]
         base = len(self.stack) - 1
         self._take(1)

@@ -17,7 +17,7 @@ from xcs import _compat
 from xcs._codes import HELPERS, fold_caught
 from xcs._try_shapes import sink_of
 
-ops: Any = _compat.ops
+ops = _compat.required()
 
 
 # -- the helper ------------------------------------------------------------------
@@ -135,7 +135,7 @@ def _listing(code: CodeType) -> list[tuple[Any, ...]]:
         if name in _NOISE:
             continue
         line = ins.positions.lineno if ins.positions is not None else None
-        if name in ("LOAD_ATTR", "LOAD_METHOD"):
+        if name in ops.ATTRIBUTE_LOADS:
             out.append((line, "ATTR", ins.argval))
         elif (name.startswith(("LOAD_", "STORE_", "DELETE_")) and name != "LOAD_CONST"
               and isinstance(ins.argval, str | tuple)):
@@ -162,7 +162,7 @@ def _constant(value: Any) -> Any:
 
 # Instructions whose presence depends on where the code was compiled, not what it does.
 _NOISE = frozenset({"CACHE", "EXTENDED_ARG", "NOP", "PUSH_NULL", "COPY_FREE_VARS",
-                    "MAKE_CELL", "RESUME", "NOT_TAKEN"})
+                    "MAKE_CELL", "RESUME"}) | ops.MARKERS
 
 
 def span_of(n: ast.AST) -> tuple[int, int, int, int]:
@@ -178,22 +178,24 @@ def located_in(pos: Any, span: tuple[int, int, int, int]) -> bool:
     return (line, col) <= (pos.lineno, pos.col_offset) and end <= (end_line, end_col)
 
 
+_SKIPPED = frozenset({"CACHE", "EXTENDED_ARG"}) | ops.MARKERS
+
+
 def fingerprint(code: CodeType, span: tuple[int, int, int, int]) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for ins in dis.get_instructions(code):
-        if not located_in(ins.positions, span) or ins.opname in ("CACHE", "NOT_TAKEN", "EXTENDED_ARG"):
+        if not located_in(ins.positions, span) or ins.opname in _SKIPPED:
             continue
         name = ins.opname
-        if name in ("LOAD_ATTR", "LOAD_METHOD"):  # 3.11 picks either for ``m.f(x)``
+        if name in ops.ATTRIBUTE_LOADS:  # (3.11 picks either of two for ``m.f(x)``)
             out.append(("ATTR", ins.argval))
-        elif name.startswith("LOAD_") and (isinstance(ins.argval, str | tuple)
-                                         and name not in ("LOAD_CONST", "LOAD_ATTR",
-                                                          "LOAD_METHOD", "LOAD_SUPER_ATTR")):
+        elif (name.startswith("LOAD_") and isinstance(ins.argval, str | tuple)
+              and name != "LOAD_CONST" and not name.endswith("_ATTR")):  # a variable's load
             vals = ins.argval if isinstance(ins.argval, tuple) else (ins.argval,)
             out += [("LOAD", v) for v in vals if isinstance(v, str)]
         elif name in ("PUSH_NULL", "POP_EXCEPT", "RETURN_VALUE", "SWAP", "POP_TOP"):
             continue  # the call protocol's slot; the helper's ``return`` from a handler
-        elif name == "RETURN_CONST":
+        elif name in ops.RETURNS_CONST:
             out.append(("LOAD_CONST", _constant(ins.argval)))
         else:
             out.append((name, _constant(ins.argval)))
@@ -248,7 +250,11 @@ def _sink_code(pre: list[Instr], post: list[Instr]) -> bool:
     return (len(pre) == 2 and names[0] in ops.LOAD_FAST_OPS | {"LOAD_DEREF"}
             and ops.method_name(pre[1]) == "append"
             and post[-1].name == "POP_TOP"
-            and all(x.name in ops.CALL_PREFIX | {"CALL", "PRECALL", "POP_TOP"} for x in post))
+            and all(x.name in _APPEND_CALL for x in post))
+
+
+# The instructions after ``xs.append(value)``'s value: the call, and dropping its None.
+_APPEND_CALL = ops.CALL_PREFIX | {x.name for x in ops.call(1)} | {"POP_TOP"}
 
 
 def helper_call(helper: FunctionType, params: tuple[tuple[str, str], ...],

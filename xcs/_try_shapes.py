@@ -8,12 +8,11 @@ import ast
 import builtins
 from collections.abc import Iterator
 from types import FunctionType
-from typing import Any
 
 from xcs import _compat
 from xcs._cells import comprehension_cells
 
-ops: Any = _compat.ops
+ops = _compat.required()
 
 
 # Calls that must stay in the body's thread, in order: a try that makes one directly

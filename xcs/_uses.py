@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from xcs._compat import ops
+
 __all__ = ["describe_use", "described_use"]
 
+_TRUTH_TESTS = tuple(ops.TRUTH_TESTS) if ops is not None else ()
+_CALLS = tuple(ops.CALLS) if ops is not None else ()
+_ATTRIBUTE_LOADS = tuple(ops.ATTRIBUTE_LOADS) if ops is not None else ("LOAD_ATTR",)
 # What the body did with a value, from the instruction that needed it.
 _NEEDS = (
-    (("POP_JUMP", "JUMP_IF", "TO_BOOL", "UNARY_NOT"), "a branch ('if', 'while', 'and'/'or') tests it"),
+    (("POP_JUMP", "JUMP_IF", "UNARY_NOT", *_TRUTH_TESTS), "a branch ('if', 'while', 'and'/'or') tests it"),
     (("RETURN",), "the function returns it"),
-    (("CALL", "PRECALL"), "a call that is not deferred receives it"),
+    (("CALL", *_CALLS), "a call that is not deferred receives it"),
     (("COMPARE_OP",), "a comparison reads it"),
     (("CONTAINS_OP",), "'in' reads it"),
     (("IS_OP",), "'is' tests it"),
@@ -26,10 +31,23 @@ _NEEDS = (
     (("UNPACK",), "it is unpacked"),
     (("MATCH",), "a 'match' tests it"),
     (("FORMAT", "BUILD_STRING", "BINARY_OP"), "an operator or format reads it"),
-    (("LOAD_ATTR", "LOAD_METHOD"), "an attribute of it is read"),
+    (_ATTRIBUTE_LOADS, "an attribute of it is read"),
 )
 _SKIPPED = frozenset({"CACHE", "COPY", "SWAP", "POP_TOP", "NOP", "PUSH_NULL", "EXTENDED_ARG"})
 _described: dict[tuple[Any, int], str] = {}
+
+
+def _emitted() -> tuple[list[str], frozenset[str]]:
+    """The instructions of the rewrite's own test of a switch (``if OWNED:``) and of
+    its call of a hook: what a description skips."""
+    if ops is None:
+        return [], frozenset()
+    from bytecode import Label
+
+    return [x.name for x in ops.jump_forward_if_false(Label())], frozenset(x.name for x in ops.call(0))
+
+
+_GUARD, _HOOK_CALL = _emitted()
 
 
 _listings: dict[Any, tuple[list[int], list[Any]]] = {}
@@ -64,11 +82,10 @@ def describe_use(code: Any, lasti: int, line: int) -> str:
                 else:
                     test = True  # ``if OWNED:`` before a touch: skip the test
                 continue
-            if test and ins.opname in ("TO_BOOL", "POP_JUMP_IF_FALSE",
-                                       "POP_JUMP_FORWARD_IF_FALSE"):
-                test = ins.opname == "TO_BOOL"
+            if test and ins.opname in _GUARD:
+                test = ins.opname != _GUARD[-1]
                 continue
-            if ins.opname in _SKIPPED or (hooks and ins.opname in ("CALL", "PRECALL")):
+            if ins.opname in _SKIPPED or (hooks and ins.opname in _HOOK_CALL):
                 if ins.opname == "CALL":
                     hooks = max(0, hooks - 1)
                 continue

@@ -14,10 +14,10 @@ from typing import Any
 from xcs import _replay
 from xcs._codes import HELPERS
 from xcs._compare import short
+from xcs._compat import ops
 from xcs._frames import HERE
 
-_CALLS = frozenset(op for name, op in dis.opmap.items()
-                   if name in ("CALL", "CALL_KW", "CALL_FUNCTION_EX", "PRECALL"))
+_CALLS = frozenset(dis.opmap[name] for name in (ops.CALLS if ops is not None else ()))
 
 
 _CACHE = dis.opmap.get("CACHE", 0)
