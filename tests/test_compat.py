@@ -41,6 +41,37 @@ def test_no_version_checks_outside_the_version_modules():
     assert offenders == []
 
 
+def _version_specific_opcodes() -> dict[str, set[str]]:
+    rows = (line.split() for line in (ROOT / "tests/golden/version-specific-opcodes.txt")
+            .read_text().splitlines() if line and not line.startswith("#"))
+    return {name: set(versions) for name, *versions in rows}
+
+
+def test_the_table_of_version_specific_opcodes_is_right_here():
+    """The running CPython has exactly the opcodes the table gives it."""
+    import opcode
+
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    real = {name for name, number in opcode.opmap.items() if number < 256}
+    wrong = {name for name, versions in _version_specific_opcodes().items()
+             if (here in versions) != (name in real)}
+    assert wrong == set()
+
+
+def test_version_specific_opcodes_are_named_only_in_the_version_modules():
+    """No generic module names an opcode that only some CPythons have (STYLE: one
+    interface, ``_opcodes.Opcodes``, holds them)."""
+    import re
+
+    names = _version_specific_opcodes()
+    word = re.compile(r"\b(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b")
+    allowed = {"_compat.py", "_opcodes.py"}
+    offenders = sorted(f"{p.name}: {m.group(1)}" for p in (ROOT / "xcs").glob("*.py")
+                       if p.name not in allowed and not p.name.startswith("_v3")
+                       for m in word.finditer(p.read_text()))
+    assert offenders == []
+
+
 def test_import_and_plain_run_on_a_simulated_future_interpreter():
     """On CPython '3.16' (simulated): import works, jit runs plain, one warning says why."""
     import subprocess
