@@ -25,7 +25,7 @@ from xcs._errors import RewriteError, XcsWarning
 from xcs._executors import Throttle, default_executor, remote
 from xcs._frames import outside_xcs
 from xcs._hooks import Hooks
-from xcs._introspect import Entry, Stats
+from xcs._introspect import Entry, Stats, Status
 from xcs._replay import Invocation
 from xcs._signature import Signature
 from xcs._trace import Recorder
@@ -39,6 +39,7 @@ __all__ = ["MAX_REPLAY_BODIES", "MAX_SIGNATURES"]
 MAX_SIGNATURES = 64  # cached argument signatures per function (oldest dropped first)
 MAX_REPLAY_BODIES = 8  # distinct replay copies of one function's body
 log = logging.getLogger("xcs")
+NEW, PLAIN, OPTIMIZED = Status.NEW, Status.PLAIN, Status.OPTIMIZED  # read by every call
 
 
 class _Layout:
@@ -148,13 +149,13 @@ class Function:
                 entry = self._new_entry(key, params)
             entry.calls += 1
             status = entry.status
-            if status == "plain":
+            if status is PLAIN:
                 return self._plain(layout)
             if _compat.tracing() and not self.tracer_ok:  # a debugger or coverage tool
                 # must see the plain function
                 entry.traced += 1
                 return self._plain(layout)
-            if status == "optimized":
+            if status is OPTIMIZED:
                 k = layout.index.get(entry.variant) if entry.variant else None
                 if k is None:
                     return self._plain(layout)
@@ -165,11 +166,11 @@ class Function:
                     entry, inv, prev, start, raised), entry.plan.ranks if entry.plan else None)
                 self.tls.cur = inv
                 return k
-            if status == "new":
+            if status is NEW:
                 with self.lock:
-                    if entry.status != "new":
+                    if entry.status is not NEW:
                         return 0
-                    entry.status = "tracing"
+                    entry.status = Status.TRACING
                 prev = self.tls.cur
                 k = layout.index[self.variants[0]]
                 if self.first is None:
@@ -247,7 +248,7 @@ class Function:
             entry.replay_time += time.perf_counter() - start
             entry.timeline = inv.draw_timeline()
         else:
-            entry.status = "plain"
+            entry.status = Status.PLAIN
             entry.reason = f"the executor refused work: {type(inv.refused).__name__}: {inv.refused}"
             self._warn(entry.reason)
 

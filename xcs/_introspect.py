@@ -7,6 +7,7 @@ and ``_explain``'s graph and trace-event forms.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 from collections.abc import Callable
@@ -24,8 +25,17 @@ if TYPE_CHECKING:
     from xcs._rewrite import Variant
     from xcs._timeline import Timeline
 
-__all__ = ["Entry", "SignatureStats", "Stats", "check_format", "explain", "no_events", "saved",
+__all__ = ["Entry", "SignatureStats", "Stats", "Status", "check_format", "explain", "no_events", "saved",
            "sites_where", "stats", "timeline"]
+
+
+class Status(enum.StrEnum):
+    """Where one argument signature is (``SignatureStats.status`` gives its value)."""
+
+    NEW = "new"  # seen, its trial not started
+    TRACING = "tracing"  # its trial runs
+    PLAIN = "plain"  # runs as written, for ``Entry.reason``
+    OPTIMIZED = "optimized"  # its calls replay ``Entry.plan``
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,7 @@ class SignatureStats:
     """What xcs decided for one argument signature, and what happened since."""
 
     signature: str
-    status: str  # "new", "tracing", "plain" or "optimized"
+    status: str  # a ``Status``'s value: "new", "tracing", "plain" or "optimized"
     reason: str | None
     calls: int
     trials: int
@@ -83,7 +93,7 @@ class Entry:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.status = "new"
+        self.status = Status.NEW
         self.reason: str | None = None
         self.calls = 0
         self.trials = 0
@@ -129,12 +139,12 @@ def stats(fn: Function) -> Stats:
     for e in entries:
         plan = e.plan
         measured = None
-        if e.replays and plan is not None and plan.optimized and e.status == "optimized":
+        if e.replays and plan is not None and plan.optimized and e.status is Status.OPTIMIZED:
             measured = plan.plain_time / (e.replay_time / e.replays)
         sigs.append(SignatureStats(
-            e.text, e.status, e.reason if e.status != "optimized" else None, e.calls,
+            e.text, str(e.status), e.reason if e.status is not Status.OPTIMIZED else None, e.calls,
             e.trials, e.replays,
-            tuple(where[s] for s in sorted(plan.deferred)) if plan and e.status == "optimized"
+            tuple(where[s] for s in sorted(plan.deferred)) if plan and e.status is Status.OPTIMIZED
             else (),
             plan.speedup if plan is not None else None, measured, e.traced,
             e.first_deferred, _first_speedup(e)))
@@ -179,7 +189,7 @@ def explain(fn: Function, format: str = "text") -> str:
     for e in entries:
         lines.append("")
         lines.append(f"signature {e.text}: {e.status}"
-                     + (f" ({e.reason})" if e.reason and e.status != "optimized" else ""))
+                     + (f" ({e.reason})" if e.reason and e.status is not Status.OPTIMIZED else ""))
         if e.graph is not None:
             lines += ["  " + ln for ln in e.graph.as_text(where).splitlines()]
         if e.plan is not None:

@@ -18,6 +18,7 @@ from xcs import _compat
 from xcs._analyze import ExecutorFacts, Plan
 from xcs._executors import DEFAULT_WORKERS, Throttle, default_executor, remote
 from xcs._graph import Graph
+from xcs._introspect import Status
 
 if TYPE_CHECKING:
     from xcs._function import Function
@@ -79,7 +80,7 @@ def decide(state: Function, entry: Entry, rec: Recorder, raised: bool) -> None:
                               plan.lazy, plan.continued, plan.drains, plan.settles)
             if state._install(variant):
                 entry.variant = variant
-                entry.status = "optimized"
+                entry.status = Status.OPTIMIZED
                 entry.reason = None
                 log.info("%s%s: optimized, deferring %d call sites (estimated %.2fx)",
                          state.name, entry.text, len(plan.deferred), plan.speedup)
@@ -89,10 +90,10 @@ def decide(state: Function, entry: Entry, rec: Recorder, raised: bool) -> None:
             entry.plan = plan
         entry.reason = plan.reason
         if plan.tentative and entry.trials < MAX_TRIALS:
-            entry.status = "new"
+            entry.status = Status.NEW
         else:
-            entry.status = "plain"
+            entry.status = Status.PLAIN
     except Exception as exc:
-        entry.status = "plain"
+        entry.status = Status.PLAIN
         entry.reason = f"internal error while planning: {type(exc).__name__}: {exc}"
         state._warn(entry.reason)

@@ -9,6 +9,7 @@ body observes: a placeholder's result, or a list or dict with theirs in place.
 from __future__ import annotations
 
 import contextvars
+import enum
 import os
 import threading
 import time
@@ -24,9 +25,22 @@ if TYPE_CHECKING:
     from xcs._replay import Invocation
 
 
-# Task states.  HELD: a lazy operator whose operands turned out not to be
-# builtin values; only the body's thread may compute it (when it needs it).
-WAITING, QUEUED, RUNNING, DONE, FAILED, CANCELLED, HELD = range(7)
+class TaskState(enum.IntEnum):
+    """Where a task is (``Task.state``)."""
+
+    WAITING = 0  # for its inputs
+    QUEUED = 1  # submitted to the executor
+    RUNNING = 2
+    DONE = 3
+    FAILED = 4
+    CANCELLED = 5
+    # A lazy operator whose operands turned out not to be builtin values: only
+    # the body's thread may compute it (when it needs it).
+    HELD = 6
+
+
+# The states by name, as the scheduling reads them on every task.
+WAITING, QUEUED, RUNNING, DONE, FAILED, CANCELLED, HELD = TaskState
 
 
 FINISHED = (DONE, FAILED, CANCELLED)

@@ -25,6 +25,7 @@ from typing import Any, ParamSpec
 from xcs._codes import HELPERS
 from xcs._compare import compare, compare_left, copy, snapshot
 from xcs._errors import VerifyError, XcsTypeError, XcsWarning
+from xcs._introspect import Status
 from xcs._watch import Watch, observe, profile
 
 __all__ = ["VerifyError", "verify"]
@@ -117,7 +118,7 @@ def _runs(name: str, plain: Any, arguments: _Arguments, expected: Any,
             # A first call is not watched: the profile function would slow the callees'
             # own Python code (an HTTP client's) and make the trial it is measure them
             # CPU-bound.  What it returns is compared; the replays' calls are too.
-            trial = _status(state) in (None, "new")
+            trial = _status(state) in (None, Status.NEW)
             # A trial installs the replay's code: take the function's code anew each run.
             watch = None if trial else Watch(_codes(plain) | _codes(jitted), state.trampolines,
                                               pool, cached)
