@@ -85,7 +85,7 @@ class State:
         return self.stack == other.stack and self.locs == other.locs
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class CallSite:
     """A CALL whose slot was pushed by call openers: a call site of the user's code."""
 
@@ -102,9 +102,10 @@ class CallSite:
     first_aliases: frozenset[str] = frozenset()
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Flow:
-    """The result of simulating one code object for one set of deferred sites."""
+    """The result of simulating one code object for one set of deferred sites (the
+    simulation fills its tables; the record itself is never rebound)."""
 
     cfg: Cfg
     calls: dict[int, CallSite] = field(default_factory=dict)

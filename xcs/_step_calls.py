@@ -97,28 +97,28 @@ class CallStep(StackStep):
                 self._enter_closure(code)
             self._done([result])
             return
-        site = CallSite(self.i, roles, slot.openers, name=callee_name(by_role["callable"]))
         kw = by_role.get("kwstar")
-        if kw is not None and kw.openers:
+        kwnull = kw is not None and bool(kw.openers)
+        if kw is not None and kwnull:
             if kw.bits & OTHER:
                 raise RewriteError(f"**kwargs slot is NULL on some paths only ({self.i})")
-            site.kwnull = True
             if sim.recording:
                 sim.flow.kwnull_openers.update(kw.openers)
         callee = by_role["callable"]
         deferred = self.i in sim.deferred
-        site.holds = any(v.bits & (LCT | TCT) for r, v in by_role.items()
-                         if r not in ("slot", "callable", "kwnames"))
-        site.holds = site.holds or any(items[k].bits & (LCT | TCT) for k, r in enumerate(roles)
-                                       if r == "arg")
-        if callee.what == APPEND and roles.count("arg") == 1 and len(roles) == 3:
-            site.append_to = callee.aliases
-        site.private = callee.what in (APPEND, PRIVATE)
+        holds = any(v.bits & (LCT | TCT) for r, v in by_role.items()
+                    if r not in ("slot", "callable", "kwnames"))
+        holds = holds or any(items[k].bits & (LCT | TCT) for k, r in enumerate(roles) if r == "arg")
         first = roles.index("arg") if "arg" in roles else -1
-        if first >= 0:
-            site.first_escapes = bool(items[first].bits & SHARED)
-            if items[first].bits & ESC:  # handed to calls on some path here (``handed``)
-                site.first_aliases = items[first].aliases
+        site = CallSite(
+            self.i, roles, slot.openers, name=callee_name(callee), kwnull=kwnull, holds=holds,
+            append_to=(callee.aliases if callee.what == APPEND and roles.count("arg") == 1
+                       and len(roles) == 3 else frozenset()),
+            private=callee.what in (APPEND, PRIVATE),
+            first_escapes=first < 0 or bool(items[first].bits & SHARED),
+            # the locals of its first argument, if handed to calls on some path here (``handed``)
+            first_aliases=(items[first].aliases if first >= 0 and items[first].bits & ESC
+                           else frozenset()))
         if first >= 0 and not self._filter(callee):
             first = -1
         for k, (role, val) in enumerate(zip(roles, items)):
