@@ -88,7 +88,9 @@ def test_text_lanes_show_overlap(model):
     answer(model, "q", ["a", "b", "c"])
     assert sum(s.replays for s in answer.stats().signatures) == 1, answer.explain()
     entry = next(iter(answer.__xcs__.entries.values()))
-    text = timeline_text(entry.last_timeline(), width=40)
+    timeline = entry.last_timeline()
+    text = timeline.as_text(width=40)
+    assert text == timeline_text(timeline, width=40)
     body, *workers = text.splitlines()[1:]
     assert body.startswith("body") and "=" in body, text  # the body's own work
     assert workers and all("#" in r and "=" not in r for r in workers), text

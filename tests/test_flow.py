@@ -148,3 +148,31 @@ def test_simulation_handles_the_standard_library():
             simulate(cfg, ops, frozenset(flow.calls))
             count += 1
     assert count > 1000
+
+
+def test_the_cfg_and_the_flow_read_as_text():
+    """as_text shows each instruction with its successors and handler, and each call
+    site with its roles and what the simulation found (STYLE: stage objects print)."""
+
+    def f(m, xs):
+        out = []
+        for x in xs:
+            try:
+                out.append(m(x))
+            except ValueError:
+                pass
+        return m(out).strip()
+
+    cfg, flow = _flow(f)
+    text = cfg.as_text().splitlines()
+    assert len(text) == len(cfg.instrs) and repr(cfg) == f"<Cfg of {len(cfg.instrs)} instructions>"
+    loop = next(line for line in text if " FOR_ITER" in line)
+    assert "*" in loop.split("->")[1], loop  # where an exhausted loop jumps
+    call = next(i for i, instr in enumerate(cfg.instrs) if instr.name == "CALL")
+    assert text[call].split()[:2] == [str(call), "CALL"] and " ! " in text[call]  # in the try
+    lines = flow.as_text().splitlines()
+    calls = [line for line in lines if line.startswith("call ")]
+    assert len(calls) == len(flow.calls) == 4, lines
+    assert sum("appends to out" in line for line in calls) == 1, lines  # out.append(...)
+    assert all(line.split(")")[0].count("arg") == 1 for line in calls[:3]), lines  # one argument
+    assert any(line.startswith("resolves: ") for line in lines), lines  # .strip() of a result

@@ -9,7 +9,7 @@ resolved, touched or kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from xcs._cfg import Cfg
@@ -127,6 +127,31 @@ class Flow:
     touches: dict[int, list[int]] = field(default_factory=dict)
     # local -> the calls that received what it holds as an argument (``SHARED``)
     handed: dict[str, set[int]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"<Flow: {len(self.calls)} call sites in {len(self.cfg.instrs)} instructions>"
+
+    def as_text(self) -> str:
+        """The call sites (instruction index, callee, the roles of what the call
+        consumes, its openers and what the simulation learned of it), then every
+        other table that is not empty, by instruction index or local."""
+        lines = []
+        for i, site in sorted(self.calls.items()):
+            facts = [name for name in ("kwnull", "holds", "private") if getattr(site, name)]
+            facts += [f"appends to {', '.join(sorted(site.append_to))}"] if site.append_to else []
+            facts += [] if site.first_escapes else ["first argument fresh"]
+            lines.append(f"call {i} {site.name or '?'}({', '.join(site.roles)})"
+                         f" opened at {', '.join(map(str, sorted(site.openers)))}"
+                         + (f": {'; '.join(facts)}" if facts else ""))
+        for table in fields(self)[2:]:
+            value = getattr(self, table.name)
+            if value:
+                items = (sorted(value.items()) if isinstance(value, dict)
+                         else [(k, None) for k in sorted(value)])
+                lines.append(f"{table.name}: " + ", ".join(
+                    str(k) if v is None else f"{k} {sorted(v) if isinstance(v, set) else v}"
+                    for k, v in items))
+        return "\n".join(lines)
 
 
 def callee_name(val: Val) -> str | None:

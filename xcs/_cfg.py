@@ -49,6 +49,23 @@ class Cfg:
                 if j < len(self.preds):
                     self.preds[j].append(i)
 
+    def __repr__(self) -> str:
+        return f"<Cfg of {len(self.instrs)} instructions>"
+
+    def as_text(self) -> str:
+        """One line per instruction: its index, name and argument, where control goes
+        next (``->``, a jump's target starred) and the handler protecting it (``!``)."""
+        lines = []
+        for i, instr in enumerate(self.instrs):
+            arg = instr.arg
+            shown = ("" if not instr.require_arg() or isinstance(arg, Label)
+                     else f" {getattr(arg, 'name', arg)!r}")
+            nexts = ", ".join(f"{j}*" if jump else str(j) for j, jump in self.succ[i])
+            region = self.region[i]
+            handler = f"  ! {self.handler(region)}" if region is not None else ""
+            lines.append(f"{i:4} {instr.name}{shown}" + (f" -> {nexts}" if nexts else "") + handler)
+        return "\n".join(lines)
+
     def reaches(self, start: int, goal: int) -> bool:
         """Whether a path (an exception's to its handler too) leads from instruction
         ``start`` on to ``goal``."""

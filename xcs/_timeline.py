@@ -35,6 +35,12 @@ class Timeline:
     duration: float
     spans: tuple[Span, ...]
 
+    def as_text(self, width: int = 60) -> str:
+        """One bar per thread and span over the call's duration (``explain``'s chart)."""
+        from xcs._explain import timeline_text  # (it draws with this module's records)
+
+        return timeline_text(self, width)
+
 
 # Why the body waited, as a wait records it: a text, or where the body's frame stood
 # (``body_at``), described only when a timeline is drawn: describing reads the
