@@ -90,7 +90,7 @@ class SiteHook:
             try:
                 rec.before(self.site, fn, operands)
             except Exception as exc:
-                self.state.broken(rec, exc)
+                rec.failed(exc)
         elif type(rec) is Gating:
             self._gate(fn)
 
@@ -102,7 +102,7 @@ class SiteHook:
             try:
                 rec.after(self.site, result)
             except Exception as exc:
-                self.state.broken(rec, exc)
+                rec.failed(exc)
             if self.tls.gated:
                 self._ungate()
         elif type(rec) is Gating and self.tls.gated:

@@ -175,7 +175,7 @@ class Function:
                 k = layout.index[self.variants[0]]
                 if self.first is None:
                     rec = Recorder(self.prefix)
-                    rec.context = (entry, prev, len(self.tls.gated))  # type: ignore[attr-defined]
+                    rec.context = (entry, prev, len(self.tls.gated))
                     self.tls.cur = rec
                     return k
                 inv = Invocation(self.executor or default_executor(),
@@ -184,7 +184,7 @@ class Function:
                 self.switches.reset()  # what an earlier trial muted, this one sees
                 if self.switches.allowed:
                     rec.switches = self.switches
-                rec.context = (entry, prev, len(self.tls.gated))  # type: ignore[attr-defined]
+                rec.context = (entry, prev, len(self.tls.gated))
                 self.tls.cur = inv
                 return k
             return self._plain(layout)  # another thread is tracing this signature
@@ -226,7 +226,7 @@ class Function:
 
     def end_trial(self, rec: Recorder, raised: bool, inv: Invocation | None = None) -> None:
         """The trial (or first call, which made ``inv``'s calls) returned or raised."""
-        entry, prev, depth = rec.context  # type: ignore[attr-defined]
+        entry, prev, depth = rec.context
         self.tls.cur = prev
         self._release_gated(depth)
         if inv is not None:
@@ -235,10 +235,6 @@ class Function:
             entry.first_deferred = len(deferred)
             entry.first_sites = tuple(sorted(set(deferred)))
         _pipeline.decide(self, entry, rec, raised)
-
-    def broken(self, rec: Recorder, exc: BaseException) -> None:
-        """A trace hook failed: the trial goes on plain, and its trace is discarded."""
-        rec.failure = f"tracing failed: {type(exc).__name__}: {exc}"  # type: ignore[attr-defined]
 
     def _replayed(self, entry: Entry, inv: Invocation, prev: Any, start: float,
                   raised: bool) -> None:

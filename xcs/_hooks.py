@@ -60,7 +60,7 @@ class OpHook:
             try:
                 rec.op_before(self.op, operands, self.kind == ANYWHERE)
             except Exception as exc:
-                self.state.broken(rec, exc)
+                rec.failed(exc)
 
     def after(self, result: Any) -> Any:
         rec = self.tls.cur
@@ -70,7 +70,7 @@ class OpHook:
             try:
                 rec.op_after(self.op, result)
             except Exception as exc:
-                self.state.broken(rec, exc)
+                rec.failed(exc)
         return result
 
     def lazy(self, operands: tuple[Any, ...]) -> Any:
@@ -177,7 +177,7 @@ class Hooks:
             try:
                 rec.use(value)
             except Exception as exc:
-                self.state.broken(rec, exc)
+                rec.failed(exc)
         return value
 
     def first_arg(self, value: Any) -> Any:
@@ -204,7 +204,7 @@ class Hooks:
         try:
             rec.use(value)
         except Exception as exc:
-            self.state.broken(rec, exc)
+            rec.failed(exc)
         return self._resolved(rec, value)
 
     @staticmethod

@@ -56,6 +56,8 @@ class Identities:
         self.spent: list[tuple[float, float]] = []
         self.spent_cpu = 0.0  # and the CPU time of the body's thread in them
         self.defers_now = False  # the first call's current call is deferred (``wrap_first``)
+        self.failure: str | None = None  # why the trace is not to be trusted (``failed``)
+        self.context: Any = None  # the front's: what to restore when the trial ends
         self.events: list[OpenCall] = []
         self.open: list[OpenCall] = []
         self.results: dict[int, int] = {}
@@ -167,6 +169,11 @@ class Identities:
             events = self.events
             for i in sources:
                 self._mark(events[i], op, now)
+
+    def failed(self, exc: Exception) -> None:
+        """A hook of this trial failed: the trial goes on plain, and its trace is
+        discarded (a bug of xcs's never breaks the user's call)."""
+        self.failure = f"tracing failed: {type(exc).__name__}: {exc}"
 
     def use(self, value: Any, op: int | None = None) -> None:
         """The body observed ``value`` (through operator site ``op``, if given)."""

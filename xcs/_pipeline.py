@@ -55,8 +55,8 @@ def decide(state: Function, entry: Entry, rec: Recorder, raised: bool) -> None:
     """What ``entry``'s signature runs from now on, from the trial ``rec`` recorded."""
     try:
         trace = rec.finish(raised)
-        if getattr(rec, "failure", None):
-            raise RuntimeError(rec.failure)  # type: ignore[attr-defined]
+        if rec.failure:
+            raise RuntimeError(rec.failure)
         assert state.program is not None
         graph = Graph.from_trace(trace, state.program.fed_by)
         plan = Plan.from_graph(graph, state.program.sites,
