@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xcs._analyze import ExecutorFacts, Plan, simulate
+from xcs._analyze import ExecutorFacts, Plan, replay_time
 from xcs._graph import Graph
 from xcs._rewrite import Site
 from xcs._trace import Call, Trace
@@ -87,4 +87,4 @@ def test_few_workers_limit_the_estimate():
     """With two workers, eight independent calls take four rounds."""
     graph = _graph([(0, 0.05 * i, 0.05, (), 0.4) for i in range(8)], duration=0.4)
     two = ExecutorFacts(workers=2, threads=True, gil=True)
-    assert 0.19 < simulate(graph, {0}, two) < 0.22
+    assert 0.19 < replay_time(graph, {0}, two) < 0.22

@@ -113,14 +113,14 @@ class Plan:
         chosen = set(candidates)
         continued = _continuations(graph, chosen, notes)
         floor = max(_cpu_floor(graph, facts), slow * facts.interval)
-        best = max(simulate(graph, chosen, facts, gathers, lazy, continued), floor)
+        best = max(replay_time(graph, chosen, facts, gathers, lazy, continued), floor)
         # Drop sites whose deferral buys nothing (their result is used at once).
         for s in sorted(candidates, key=lambda s: sum(n.duration for n in by_site[s])):
             if facts.throttled:
                 break  # on a throttle, a call in the body would not count against its cap
             rest = chosen - {s}
-            trial = max(simulate(graph, rest, facts, gathers, lazy,
-                                 _continuations(graph, rest, notes)), floor)
+            trial = max(replay_time(graph, rest, facts, gathers, lazy,
+                                    _continuations(graph, rest, notes)), floor)
             if trial <= best * 1.0001 + 1e-6:
                 chosen.discard(s)
                 best = trial
@@ -292,9 +292,9 @@ def _cpu_bound(nodes: list[Node]) -> bool:
     return 2 * bound > len(measured)
 
 
-def simulate(graph: Graph, deferred: set[int] | frozenset[int], facts: ExecutorFacts,
-             gathers: frozenset[int] = frozenset(), lazy: frozenset[int] = frozenset(),
-             continued: frozenset[int] = frozenset()) -> float:
+def replay_time(graph: Graph, deferred: set[int] | frozenset[int], facts: ExecutorFacts,
+                gathers: frozenset[int] = frozenset(), lazy: frozenset[int] = frozenset(),
+                continued: frozenset[int] = frozenset()) -> float:
     """Estimated wall time of a replay that defers the calls at ``deferred`` sites.
 
     Calls at ``gathers`` sites (``list.append`` on a list the body built) and

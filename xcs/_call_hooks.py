@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from xcs import _callees, _owners, _tracebacks
 from xcs._analyze import MIN_DURATION
 from xcs._codes import HELPERS
-from xcs._frames import comprehension_frames
+from xcs._frames import Frames, comprehension_frames
 from xcs._replay import Invocation
 from xcs._scheduling import C_CALLABLES
-from xcs._tasks import Frames, Pending, resolve
+from xcs._tasks import Pending, resolve
 from xcs._trace import Recorder
 from xcs._values import STAYS_HERE, drains, helper_stays, shares_state, stays_here
 

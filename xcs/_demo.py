@@ -96,7 +96,6 @@ def run(latency: float = 0.2, n_docs: int = 8, n_models: int = 3, out: TextIO | 
     """Run the demo; returns whether the jitted results equal the plain ones."""
     import sys
 
-    from xcs._explain import timeline_text
 
     out = out or sys.stdout
     models, judge = _models(n_models, latency, base_url, model)
@@ -135,6 +134,6 @@ def run(latency: float = 0.2, n_docs: int = 8, n_models: int = 3, out: TextIO | 
         if timeline is not None:
             print("\n  what overlapped in the last call (# a deferred model call; body: = running,"
                   " . waiting):", file=out)
-            for line in timeline_text(timeline, width=56).splitlines():
+            for line in timeline.as_text(width=56).splitlines():
                 print("  " + line, file=out)
     return bool(same)

@@ -14,7 +14,7 @@ from xcs._analyze import Plan
 from xcs._graph import Graph
 from xcs._timeline import Span, Timeline
 
-__all__ = ["dot", "timeline_from_graph", "timeline_text", "trace_events"]
+__all__ = ["dot", "timeline_from_graph", "trace_events"]
 
 
 def _quote(text: str) -> str:
@@ -75,28 +75,3 @@ def trace_events(timeline: Timeline, name: str, where: dict[int, str]) -> dict[s
                        "args": {"site": where.get(span.site, f"site {span.site}"),
                                 "kind": span.kind}})
     return {"traceEvents": events, "displayTimeUnit": "ms"}
-
-
-def timeline_text(timeline: Timeline, width: int = 60) -> str:
-    """Lanes of bars, one per thread, for a terminal: what overlapped with what.
-
-    ``#`` a deferred call on a worker; on the body's lane ``=`` the body running
-    (its own code and the calls it makes itself) and ``.`` the body waiting.
-    """
-    total = max(timeline.duration, max((s.end for s in timeline.spans), default=0.0), 1e-9)
-    body_end = min(width, round(timeline.duration / total * width))
-    lanes: dict[str, list[str]] = {"body": ["="] * body_end + [" "] * (width - body_end)}
-    order = sorted(timeline.spans, key=lambda s: (s.kind != "wait", s.thread, s.start))
-    for span in order:
-        key = "body" if span.kind == "wait" else span.thread
-        row = lanes.setdefault(key, [" "] * width)
-        a = min(width - 1, int(span.start / total * width))
-        b = max(a + 1, min(width, round(span.end / total * width)))
-        mark = "." if span.kind == "wait" else "#"
-        for i in range(a, b):
-            row[i] = mark
-    name_width = max((len(k) for k in lanes), default=4)
-    lines = [f"{'':{name_width}} |{'0 ms':<{width // 2}}{f'{total * 1e3:.0f} ms':>{width - width // 2}}|"]
-    for key in sorted(lanes, key=lambda k: (k != "body", k)):
-        lines.append(f"{key:{name_width}} |{''.join(lanes[key])}|")
-    return "\n".join(lines)

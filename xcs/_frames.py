@@ -10,16 +10,19 @@ from __future__ import annotations
 import dis
 import os
 import sys
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from types import CodeType, FrameType, TracebackType
+from typing import Any
 
 from xcs import _compat
 from xcs._codes import fold_helper
 
-if TYPE_CHECKING:
-    from xcs._tasks import Frames
+__all__ = ["HERE", "Frames", "comprehension_frames", "outside_xcs", "without_own_frames"]
 
-__all__ = ["HERE", "comprehension_frames", "outside_xcs", "without_own_frames"]
+# The frames making a call when they are not the body's own (a 3.11 comprehension, a
+# generator expression), innermost first, each at its instruction (``f_lasti``), and the
+# code and instruction of the body's frame that made the outermost one.  Lines are
+# worked out only for a failure's traceback (``f_lineno`` scans the line table).
+Frames = tuple[tuple[tuple[FrameType, int], ...], tuple[CodeType, int]]
 
 HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -37,7 +40,7 @@ def outside_xcs() -> int:
 def comprehension_frames(frame: Any) -> Frames:
     """The comprehension frames (3.11) or generator expression making a call (innermost
     first, at their instructions now) and the body's frame's code and instruction where
-    it called the outermost one (``_tasks.Frames``).  A failure's traceback shows them,
+    it called the outermost one (``Frames``).  A failure's traceback shows them,
     as plain's does."""
     names = _compat.ops.COMPREHENSIONS if _compat.ops is not None else frozenset()
     chain = []

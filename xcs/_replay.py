@@ -24,6 +24,7 @@ from typing import Any
 
 from xcs import _owners
 from xcs._codes import WRITERS, is_writer
+from xcs._frames import Frames
 from xcs._scheduling import C_CALLABLES
 from xcs._tasks import (
     ANYWHERE,
@@ -32,7 +33,6 @@ from xcs._tasks import (
     FAILED,
     FINISHED,
     OPERATOR,
-    Frames,
     Pending,
     Skipped,
     Task,

@@ -16,10 +16,11 @@ import time
 from concurrent.futures import (
     Future,
 )
-from types import CodeType, FrameType, TracebackType
+from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from xcs import _owners
+from xcs._frames import Frames
 
 if TYPE_CHECKING:
     from xcs._replay import Invocation
@@ -64,13 +65,6 @@ class WorkerState(threading.local):
 
 
 worker = WorkerState()
-
-
-# The frames making a call when they are not the body's own (a 3.11 comprehension, a
-# generator expression), innermost first, each at its instruction (``f_lasti``), and the
-# code and instruction of the body's frame that made the outermost one.  Lines are
-# worked out only for a failure's traceback (``f_lineno`` scans the line table).
-Frames = tuple[tuple[tuple[FrameType, int], ...], tuple[CodeType, int]]
 
 
 def line_at(code: CodeType, lasti: int) -> int:

@@ -36,10 +36,28 @@ class Timeline:
     spans: tuple[Span, ...]
 
     def as_text(self, width: int = 60) -> str:
-        """One bar per thread and span over the call's duration (``explain``'s chart)."""
-        from xcs._explain import timeline_text  # (it draws with this module's records)
+        """Lanes of bars, one per thread, for a terminal: what overlapped with what.
 
-        return timeline_text(self, width)
+        ``#`` a deferred call on a worker; on the body's lane ``=`` the body running
+        (its own code and the calls it makes itself) and ``.`` the body waiting.
+        """
+        total = max(self.duration, max((s.end for s in self.spans), default=0.0), 1e-9)
+        body_end = min(width, round(self.duration / total * width))
+        lanes: dict[str, list[str]] = {"body": ["="] * body_end + [" "] * (width - body_end)}
+        order = sorted(self.spans, key=lambda s: (s.kind != "wait", s.thread, s.start))
+        for span in order:
+            key = "body" if span.kind == "wait" else span.thread
+            row = lanes.setdefault(key, [" "] * width)
+            a = min(width - 1, int(span.start / total * width))
+            b = max(a + 1, min(width, round(span.end / total * width)))
+            mark = "." if span.kind == "wait" else "#"
+            for i in range(a, b):
+                row[i] = mark
+        name_width = max((len(k) for k in lanes), default=4)
+        lines = [f"{'':{name_width}} |{'0 ms':<{width // 2}}{f'{total * 1e3:.0f} ms':>{width - width // 2}}|"]
+        for key in sorted(lanes, key=lambda k: (k != "body", k)):
+            lines.append(f"{key:{name_width}} |{''.join(lanes[key])}|")
+        return "\n".join(lines)
 
 
 # Why the body waited, as a wait records it: a text, or where the body's frame stood
