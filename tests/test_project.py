@@ -29,3 +29,36 @@ def test_public_surface_is_small():
                                    "XcsWarning", "jit", "throttle", "verify"]
     assert all(p.name.startswith("_") for p in (ROOT / "xcs").glob("*.py"))
     assert (ROOT / "xcs" / "py.typed").exists()
+
+
+# The stages in the order the data flows (docs/how-it-works.md draws the same map).
+STAGES = (
+    ("support", "_errors _compat _opcodes _v311 _v312 _v313 _v314 _v315 _codes _frames _values _owners"),
+    ("analysis", "_cfg _abstract _step _step_calls _transfer _flow _provenance"),
+    ("outlining", "_cells _try_helper _try_shapes _outline _filter_shapes _filters"),
+    ("rewrite", "_sites _sequences _placement _emit _listing _rewrite"),
+    ("trace", "_callees _events _identities _trace_ops _trace _uses"),
+    ("graph and plan", "_graph _analyze"),
+    ("executors", "_slots _executors"),
+    ("replay", "_tasks _timeline _tracebacks _switches _scheduling _waiting _replay"),
+    ("front", "_explain _introspect _signature _pipeline _call_hooks _hooks _function _jit "
+              "_compare _watch _verify _demo __init__ __main__"),
+)
+
+
+def test_no_module_imports_a_later_stage():
+    """Data flows one way: a module imports only modules of its own or an earlier stage
+    (imports for type checking count: they are dependencies too)."""
+    import ast
+
+    rank = {m: k for k, (_, names) in enumerate(STAGES) for m in names.split()}
+    modules = {p.stem: p for p in (ROOT / "xcs").glob("*.py")}
+    assert set(modules) == set(rank), "every module has its stage"
+    backward = []
+    for name, path in sorted(modules.items()):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("xcs"):
+                targets = ([a.name for a in node.names] if node.module == "xcs"
+                           else [node.module.split(".")[1]])
+                backward += [f"{name} -> {t}" for t in targets if rank.get(t, -1) > rank[name]]
+    assert backward == []
