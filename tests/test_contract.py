@@ -181,8 +181,10 @@ def test_first_failing_call_in_program_order_wins():
 
     assert warm(f, XS, sites=3) == tuple(XS)
     assert_replayed(f)
+    before = replays(f)
     _, exc = outcome(f, ["one", "two", "c", "d"])
     assert exc is first and second_failed.is_set()
+    assert replays(f) == before + 1, f.explain()  # the failing call was a replay
 
 
 def failing_callee():
@@ -213,13 +215,15 @@ def test_callee_exception_is_the_same_object_with_the_plain_traceback():
     warm(jitted, XS)
     assert_replayed(jitted)
     frames = {}
-    for name, fn in (("plain", f), ("jit", jitted)):
+    for name, fn in (("plain", f), ("jit", jitted), ("jit again", jitted)):
         errors.clear()
         errors["bad"] = boom = ValueError("boom")
+        before = replays(jitted)
         _, exc = outcome(fn, ["a", "bad", "c"])
         assert exc is boom
+        assert replays(jitted) == before + (fn is jitted), jitted.explain()  # each a replay
         frames[name] = [(fs.filename, fs.name, fs.lineno) for fs in traceback.extract_tb(exc.__traceback__)]
-    assert frames["jit"] == frames["plain"]
+    assert frames["jit"] == frames["plain"] == frames["jit again"]
     assert [name for _, name, _ in frames["plain"]] == ["outcome", "f", "slow"]
 
 
@@ -736,8 +740,10 @@ def test_misuse_raises_type_errors_naming_the_offender():
     with pytest.raises(TypeError, match=r"cannot jit 3: expected a function, not int") as info:
         jit(3)
     assert isinstance(info.value, XcsError)
-    with pytest.raises(TypeError, match=r"executor must be a concurrent.futures.Executor, not str: 'x'"):
+    with pytest.raises(TypeError,
+                       match=r"executor must be a concurrent.futures.Executor, not str: 'x'") as info:
         jit(executor="x")
+    assert isinstance(info.value, XcsError)
     with pytest.raises(TypeError, match=r"not str: 'x'"):
         jit(lambda: 1, executor="x")
 
@@ -766,7 +772,8 @@ def test_unhashable_arguments_are_traced_once_and_replayed():
     assert (sig.trials, sig.replays) == (1, 3)
 
 
-def test_instances_of_user_classes_do_not_retrace():
+@pytest.mark.parametrize("hashable", [True, False])
+def test_instances_of_user_classes_do_not_retrace(hashable):
     """Each call with a new instance of a user class reuses the signature's plan."""
     m = Model(latency=FAST)
 
@@ -774,8 +781,9 @@ def test_instances_of_user_classes_do_not_retrace():
         def __init__(self, text):
             self.text = text
 
-        def __eq__(self, other):  # makes instances unhashable, as dataclasses are
-            return isinstance(other, Doc) and other.text == self.text
+    if not hashable:
+        Doc.__eq__ = lambda self, other: isinstance(other, Doc) and other.text == self.text
+        Doc.__hash__ = None  # as a class defining __eq__ (a dataclass) has
 
     @jit
     def read(m, doc, others):

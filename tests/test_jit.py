@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import functools
 import inspect
@@ -272,23 +271,6 @@ def test_dict_returning_calls(model):
     assert replays(gather) == 2, gather.explain()
 
 
-def test_custom_object_arguments_do_not_retrace(model):
-    """Instances of a user class map to one signature: traced once, then replayed."""
-
-    class Doc:
-        def __init__(self, text):
-            self.text = text
-
-    @jit
-    def read(m, docs):
-        return [m(d.text) for d in docs]
-
-    for i in range(4):
-        read(model, [Doc(f"t{i}"), Doc("u")])
-    (sig,) = read.stats().signatures
-    assert (sig.trials, sig.replays, sig.status) == (1, 3, "optimized")
-
-
 def test_placeholders_never_escape(model):
     """Values seen by the body, stored outside or returned are never placeholders."""
     sink = {}
@@ -333,58 +315,6 @@ def test_star_and_keyword_calls(model):
 
 
 # -- exceptions -----------------------------------------------------------------------
-
-
-def test_exception_is_the_same_object_never_wrapped():
-    """The callee's exception reaches the caller as the very same object."""
-    boom = ValueError("boom")
-
-    def slow(x):
-        time.sleep(0.005)
-        if x == "bad":
-            raise boom
-        return x
-
-    @jit
-    def f(xs):
-        return [slow(x) for x in xs]
-
-    assert f(["a", "b", "c"]) == ["a", "b", "c"]
-    for k in range(2):
-        with pytest.raises(ValueError) as info:
-            f(["a", "bad", "c"])
-        assert info.value is boom
-        assert "slow" in {tb.name for tb in info.traceback}
-        assert replays(f) == k + 1, f.explain()  # the failing call was a replay
-
-
-def test_first_failing_call_in_program_order_wins():
-    """When two deferred calls fail, the one the plain function makes first is raised."""
-    first, second = KeyError("first"), IndexError("second")
-    # "one" fails late, "two" early; in the trial both take as long, so the plan defers both.
-    delays = {"one": 0.04, "two": 0.001}
-
-    def call(name):
-        time.sleep(delays.get(name, 0.01))
-        if name == "one":
-            raise first
-        if name == "two":
-            raise second
-        return name
-
-    @jit
-    def f(names):
-        a = call(names[0])
-        b = call(names[1])
-        return a, b
-
-    assert f(["x", "y"]) == ("x", "y")
-    assert f(["x", "y"]) == ("x", "y")
-    assert replays(f) == 1, f.explain()
-    with pytest.raises(KeyError) as info:
-        f(["one", "two"])
-    assert info.value is first
-    assert replays(f) == 2, f.explain()  # the failing call was a replay
 
 
 def test_call_inside_the_functions_own_try_behaves_as_plain(model):
@@ -444,156 +374,6 @@ def test_metadata_signature_and_wrapped_are_kept():
     assert jitted(1, "y", 2, 3, c=4.0, d="e") == original(1, "y", 2, 3, c=4.0, d="e")
 
 
-def test_methods_static_class_methods_and_recursion(model):
-    """Methods bind like functions; static/class methods and recursion work."""
-
-    class Agent:
-        def __init__(self, m):
-            self.m = m
-
-        @jit
-        def ask(self, qs):
-            return [self.m(q) for q in qs]
-
-        @staticmethod
-        @jit
-        def double(x):
-            return x * 2
-
-        @jit
-        @classmethod
-        def make(cls, m):
-            return cls(m)
-
-    agent = Agent.make(model)
-    for _ in range(3):
-        assert agent.ask(["a", "b"]) == ["m(a)", "m(b)"]
-        assert Agent.double(4) == 8 and agent.double(5) == 10
-
-    @jit
-    def fib(n):
-        return n if n < 2 else fib(n - 1) + fib(n - 2)
-
-    assert [fib(n) for n in range(12)] == [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89]
-
-
-def test_closures_lambdas_and_partials(model):
-    """Closures, lambdas and functools.partial objects can be jitted."""
-    prefix = "p"
-
-    def make():
-        @jit
-        def inner(xs):
-            return [model(prefix + x) for x in xs]
-
-        return inner
-
-    inner = make()
-    assert inner(["a"]) == ["m(pa)"] and inner(["b"]) == ["m(pb)"]
-    lam = jit(lambda x: model(x) + model(x))
-    assert lam("z") == "m(z)m(z)" == lam("z")
-    part = jit(functools.partial(lambda m, x: [m(x), m(x)], model))
-    assert part("q") == ["m(q)", "m(q)"] == part("q")
-
-
-def test_misuse_raises_type_errors_naming_the_offender():
-    """jit(3) and jit(executor="x") are TypeErrors (and XcsErrors) that say what is wrong."""
-    with pytest.raises(TypeError, match=r"cannot jit 3: expected a function, not int"):
-        jit(3)
-    with pytest.raises(xcs.XcsError, match=r"executor must be a concurrent.futures.Executor, not str"):
-        jit(executor="x")
-
-    def gen():
-        yield 1
-
-    async def coro():
-        return 1
-
-    with pytest.raises(TypeError, match=r"cannot jit '.*gen': generator functions are not supported"):
-        jit(gen)
-    with pytest.raises(TypeError, match=r"coroutine functions are not supported"):
-        jit(coro)
-
-
-# -- concurrency -------------------------------------------------------------------------
-
-
-def test_nested_jit_on_tiny_pools_does_not_deadlock(executor):
-    """Jitted functions calling jitted functions finish even on a one-worker pool."""
-    m = Model(latency=0.002)
-
-    # Each level defers two calls and meanwhile makes two whose results it needs at once
-    # (they stay in the body), so that deferring pays also with a single worker.
-    @jit(executor=executor)
-    def leaf(x):
-        deferred = [m(x, k) for k in range(2)]
-        own = [len(m(x, "own", k)) for k in range(2)]
-        return deferred + own
-
-    @jit(executor=executor)
-    def middle(x):
-        deferred = [leaf(f"{x}.{k}") for k in range(2)]
-        own = [len(leaf(f"{x}.own{k}")) for k in range(2)]
-        return deferred + own
-
-    @jit(executor=executor)
-    def top(x):
-        deferred = [middle(f"{x}{k}") for k in range(2)]
-        own = [len(middle(f"{x}own{k}")) for k in range(2)]
-        return deferred + own
-
-    # From the bottom up, so that each level's trial times its callees' replays.
-    for level in (leaf, middle):
-        assert [level("w") for _ in range(2)] == [level.__wrapped__("w")] * 2
-    expected = top.__wrapped__("r")
-    for _ in range(3):
-        assert top("r") == expected
-    assert_replayed(top, middle, leaf)
-    assert replays(top) == 2, top.explain()
-
-
-def test_callers_contextvars_are_visible_in_deferred_calls():
-    """A deferred call sees the context of the call that made it."""
-    var = contextvars.ContextVar("var", default="unset")
-
-    def read(x):
-        time.sleep(0.002)
-        return f"{x}:{var.get()}"
-
-    @jit
-    def f(xs):
-        return [read(x) for x in xs]
-
-    for value in ["a", "b", "c"]:
-        var.set(value)
-        assert f([1, 2]) == [f"1:{value}", f"2:{value}"]
-
-
-def test_many_threads_share_one_jitted_function():
-    """Concurrent callers of one jitted function each get their own results."""
-    m = Model(latency=0.001)
-
-    @jit
-    def f(x):
-        return [m(x, k) for k in range(4)]
-
-    errors = []
-
-    def worker(i):
-        try:
-            for j in range(10):
-                assert f(f"{i}.{j}") == [f"m({i}.{j}, {k})" for k in range(4)]
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-
-
 # -- the seed's third promise: any failure falls back ---------------------------------------
 
 
@@ -608,19 +388,6 @@ def test_unknown_interpreter_runs_plain_with_one_warning(monkeypatch, model):
     assert f.stats().reason.endswith("CPython 9.9 is not supported")
 
 
-def test_rewrite_failure_runs_plain(monkeypatch, model):
-    """A code object that cannot be rewritten runs plain with the reason recorded."""
-    from xcs._rewrite import Program, RewriteError
-
-    def broken(self, *a, **k):
-        raise RewriteError("simulated failure")
-
-    monkeypatch.setattr(Program, "combine", broken)
-    with pytest.warns(XcsWarning, match="simulated failure"):
-        f = jit(lambda m, xs: [m(x) for x in xs])
-    assert [f(model, [1]) for _ in range(3)] == [["m(1)"]] * 3
-
-
 def test_planning_failure_runs_plain(monkeypatch, model):
     """An internal error after the trial leaves that signature plain, results unchanged."""
     from xcs import _pipeline
@@ -633,22 +400,6 @@ def test_planning_failure_runs_plain(monkeypatch, model):
     with pytest.warns(XcsWarning, match="planner bug"):
         assert f(model, [1, 2]) == ["m(1)", "m(2)"]
     assert f(model, [1, 2]) == ["m(1)", "m(2)"]
-    assert f.stats().signatures[0].status == "plain"
-
-
-def test_executor_that_refuses_work_falls_back(model):
-    """A shut-down executor: calls run in program order, the signature turns plain."""
-    pool = ThreadPoolExecutor(2)
-
-    @jit(executor=pool)
-    def f(m, xs):
-        return [m(x) for x in xs]
-
-    assert f(model, [1, 2, 3]) == ["m(1)", "m(2)", "m(3)"]
-    pool.shutdown()
-    with pytest.warns(XcsWarning, match="executor refused work"):
-        assert f(model, [1, 2, 3]) == ["m(1)", "m(2)", "m(3)"]
-    assert f(model, [1, 2, 3]) == ["m(1)", "m(2)", "m(3)"]
     assert f.stats().signatures[0].status == "plain"
 
 
