@@ -47,7 +47,7 @@ class CPython312(CPython311):
         "STORE_SLICE": 4,
     }
     KEPT: ClassVar[dict[str, Count]] = CPython311.KEPT | {"CLEANUP_THROW": 0}
-    READS_NOTHING: ClassVar[frozenset[str]] = CPython311.READS_NOTHING | {
+    READS_NOTHING: ClassVar[frozenset[str]] = CPython311.READS_NOTHING - {"PREP_RERAISE_STAR"} | {
         "CLEANUP_THROW", "END_FOR", "END_SEND", "RETURN_CONST"}
     CHANGES_OPERAND: ClassVar[frozenset[str]] = CPython311.CHANGES_OPERAND | {"STORE_SLICE"}
     SIDE_EFFECTS: ClassVar[frozenset[str]] = CPython311.SIDE_EFFECTS | {"STORE_SLICE"}

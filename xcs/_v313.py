@@ -46,7 +46,7 @@ class CPython313(CPython312):
         "STORE_FAST_LOAD_FAST": 1, "STORE_FAST_STORE_FAST": 2, "TO_BOOL": 1,
     }
     IMMUTABLE_RESULT: ClassVar[frozenset[str]] = CPython312.IMMUTABLE_RESULT | {"TO_BOOL"}
-    READS_DEEP: ClassVar[frozenset[str]] = CPython312.READS_DEEP | {
+    READS_DEEP: ClassVar[frozenset[str]] = CPython312.READS_DEEP - {"FORMAT_VALUE"} | {
         "CONVERT_VALUE", "FORMAT_SIMPLE", "FORMAT_WITH_SPEC"}
     # MAKE_FUNCTION makes a bare function; SET_FUNCTION_ATTRIBUTE then sets its
     # defaults, annotations or closure and leaves it on the stack.

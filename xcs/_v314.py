@@ -26,7 +26,7 @@ class CPython314(CPython313):
     CONSUMED: ClassVar[dict[str, Count]] = {
         name: n for name, n in CPython313.CONSUMED.items()
         if name not in {"BEFORE_ASYNC_WITH", "BEFORE_WITH", "BINARY_SUBSCR",
-                        "BUILD_CONST_KEY_MAP", "RETURN_CONST"}
+                        "BUILD_CONST_KEY_MAP", "LOAD_ASSERTION_ERROR", "RETURN_CONST"}
     } | {
         "BUILD_INTERPOLATION": lambda a: 2 + (a & 1), "BUILD_SLICE": lambda a: a,
         "BUILD_TEMPLATE": 2, "CALL_FUNCTION_EX": 4, "LOAD_COMMON_CONSTANT": 0,
@@ -35,7 +35,8 @@ class CPython314(CPython313):
         "ANNOTATIONS_PLACEHOLDER": 0,
     }
     KEPT: ClassVar[dict[str, Count]] = CPython313.KEPT | {"WITH_EXCEPT_START": 5}
-    READS_NOTHING: ClassVar[frozenset[str]] = CPython313.READS_NOTHING | {"NOT_TAKEN", "POP_ITER"}
+    READS_NOTHING: ClassVar[frozenset[str]] = CPython313.READS_NOTHING - {"RETURN_CONST"} | {
+        "NOT_TAKEN", "POP_ITER"}
     READS_DEEP: ClassVar[frozenset[str]] = CPython313.READS_DEEP | {
         "BUILD_INTERPOLATION", "BUILD_TEMPLATE"}
     KEY_TUPLE_MAPS: ClassVar[frozenset[str]] = frozenset()

@@ -16,7 +16,9 @@ __all__ = ["CPython315"]
 
 class CPython315(CPython314):
     VERSION: ClassVar[tuple[int, int]] = (3, 15)
-    CONSUMED: ClassVar[dict[str, Count]] = CPython314.CONSUMED | {
+    CONSUMED: ClassVar[dict[str, Count]] = {
+        name: n for name, n in CPython314.CONSUMED.items() if name != "GET_YIELD_FROM_ITER"
+    } | {
         "CLEANUP_THROW": 4, "END_SEND": 3, "FOR_ITER": 2, "POP_ITER": 2, "SEND": 3,
         "TRACE_RECORD": 0}
     KEPT: ClassVar[dict[str, Count]] = CPython314.KEPT | {"FOR_ITER": 2, "SEND": 2}
