@@ -5,7 +5,6 @@ are used where a helper could not see them.  Each check that fails says why."""
 from __future__ import annotations
 
 import ast
-import builtins
 import types
 from collections.abc import Iterator
 from types import CodeType, FunctionType
@@ -144,32 +143,13 @@ def shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.If | ast.For, path:
     if (target not in locals_ or not _try_shapes.only_lists(tree, target) or target in unsafe
             or not _try_shapes.bound_before(tree, path, target)):
         return f"{target!r} is not a list the function builds"
-    shared = (set(code.co_cellvars) | set(code.co_freevars)) - cells
     params: list[tuple[str, str]] = [(target, "cell" if target in cells else "fast")]
     if var is not None:
         params.append((ITEMS, "stack"))
-    for name in [n.id for e in read for n in ast.walk(e) if isinstance(n, ast.Name)]:
-        if name == var:
-            continue  # bound by the helper's own loop
-        if name in shared:
-            return f"it reads {name!r}, a variable shared with another function"
-        if name in locals_:
-            if name in unsafe or not _try_shapes.bound_before(tree, path, name):
-                return f"{name!r} may be unbound at the if"
-            scope = "cell" if name in cells else "fast"
-        elif name in fn.__globals__:
-            if not isinstance(fn.__globals__[name], FIXED):
-                # Read when the filter runs, after the body went on: another function
-                # the body calls may change it meanwhile (``CONFIG["k"] = ...``).
-                return f"it reads the global {name!r}, which may change before it runs"
-            scope = "global"
-        elif hasattr(builtins, name):
-            continue  # a builtin: the helper looks it up as plain does
-        else:
-            return f"{name!r} is not defined when the function is first called"
-        if (name, scope) not in params:
-            params.append((name, scope))
-    return tuple(params)
+    names = [n.id for e in read for n in ast.walk(e) if isinstance(n, ast.Name) and n.id != var]
+    why = _try_shapes.add_params(params, names, fn, tree, path, locals_, cells, unsafe, "if",
+                                 lambda value: not isinstance(value, FIXED))
+    return why or tuple(params)
 
 
 # The helper's parameter for the value a loop iterates (``_bad_loop``: the function

@@ -52,6 +52,9 @@ class OpHook:
         self.tls = tls
         self.state = state
 
+    # The trial's recorder is looked up in each trace hook itself (here, in SiteHook and
+    # in Hooks.use): a shared helper would cost a Python call per traced operation,
+    # 30-50 ns on 3.11-3.13, a quarter of the hook's own cost.
     def before(self, *operands: Any) -> None:
         rec = self.tls.cur
         if type(rec) is Invocation:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 import builtins
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import FunctionType
 
 from xcs import _compat
@@ -112,16 +112,36 @@ def shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.Try,
             return f"{target!r} may be unbound at the try"
     # A cell that only 3.11's comprehensions read runs no code later: a local here.
     cells = comprehension_cells(code)
-    closure = (set(code.co_cellvars) - cells) | set(code.co_freevars)
     params: list[tuple[str, str]] = []
-    for name in _loaded_names(node, expr):
-        if name in closure:  # another function may rebind it while the helper runs
+    why = add_params(params, _loaded_names(node, expr), fn, tree, path, locals_ | cells, cells,
+                     unsafe, "try")
+    return why or (expr, tuple(params))
+
+
+def add_params(params: list[tuple[str, str]], names: Iterable[str], fn: FunctionType,
+               tree: ast.FunctionDef, path: _Path, locals_: set[str] | frozenset[str],
+               cells: set[str] | frozenset[str], unsafe: set[str], statement: str,
+               changing: Callable[[object], bool] | None = None) -> str | None:
+    """Add to ``params`` the ``(name, scope)`` a helper needs for each of the ``names``
+    its statement reads (a builtin needs none); or say why one cannot be passed.
+
+    ``cells`` are the locals kept in cells only comprehensions read; a global
+    whose value ``changing`` accepts may change before the helper runs.
+    """
+    code = fn.__code__
+    shared = (set(code.co_cellvars) | set(code.co_freevars)) - cells
+    for name in names:
+        if name in shared:  # another function may rebind it while the helper runs
             return f"it reads {name!r}, a variable shared with another function"
-        if name in locals_ or name in cells:
+        if name in locals_:
             if name in unsafe or not bound_before(tree, path, name):
-                return f"{name!r} may be unbound at the try"
+                return f"{name!r} may be unbound at the {statement}"
             scope = "cell" if name in cells else "fast"
         elif name in fn.__globals__:
+            if changing is not None and changing(fn.__globals__[name]):
+                # Read when the helper runs, after the body went on: another function
+                # the body calls may change it meanwhile (``CONFIG["k"] = ...``).
+                return f"it reads the global {name!r}, which may change before it runs"
             scope = "global"
         elif hasattr(builtins, name):
             continue  # a builtin: the helper looks it up as plain does
@@ -129,7 +149,7 @@ def shape(fn: FunctionType, tree: ast.FunctionDef, node: ast.Try,
             return f"{name!r} is not defined when the function is first called"
         if (name, scope) not in params:
             params.append((name, scope))
-    return expr, tuple(params)
+    return None
 
 
 def _catches_interrupts(fn: FunctionType, types: ast.expr) -> str | None:
