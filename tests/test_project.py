@@ -62,3 +62,21 @@ def test_no_module_imports_a_later_stage():
                            else [node.module.split(".")[1]])
                 backward += [f"{name} -> {t}" for t in targets if rank.get(t, -1) > rank[name]]
     assert backward == []
+
+
+def test_every_module_reads_in_one_sitting():
+    """No module of xcs/ over 350 lines, no class over 250, no function over 120 (STYLE)."""
+    import ast
+
+    big = []
+    for path in sorted((ROOT / "xcs").glob("*.py")):
+        source = path.read_text()
+        if len(source.splitlines()) > 350:
+            big.append(f"{path.name}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            size = (node.end_lineno or node.lineno) - node.lineno + 1 if isinstance(
+                node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) else 0
+            limit = 250 if isinstance(node, ast.ClassDef) else 120
+            if size > limit:
+                big.append(f"{path.name}: {node.name} {size} lines")
+    assert big == []

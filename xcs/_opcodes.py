@@ -12,6 +12,7 @@ module read instructions the same way on every version.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -145,6 +146,18 @@ class Opcodes(Protocol):
 
     def after_loop_end(self, instrs: list[Instr], where: int) -> bool:
         """Is ``instrs[where]`` glued to a loop's end, where nothing may be inserted?"""
+
+
+# Operators whose result, on builtin immutable operands (str, int, float, ...),
+# depends only on the operands: when they meet a placeholder, the replay may
+# compute them later instead of waiting.  BINARY_OP's argument indexes this
+# table (CPython's _nb_ops: 0 add, 2 floordiv, 5 mul, 6 mod, 10 sub, 11
+# truediv; +13 for the in-place forms, which must stay in-place: on a list,
+# ``xs += ys`` extends xs).
+BINARY_OPS = {0: operator.add, 2: operator.floordiv, 5: operator.mul, 6: operator.mod,
+              10: operator.sub, 11: operator.truediv,
+              13: operator.iadd, 15: operator.ifloordiv, 18: operator.imul, 19: operator.imod,
+              23: operator.isub, 24: operator.itruediv}
 
 
 def arg(instr: Instr) -> Any:

@@ -12,25 +12,13 @@ from typing import Any, ClassVar
 
 from bytecode import Instr, Label
 
-from xcs._opcodes import Count, arg, count, unpacker
+from xcs._opcodes import BINARY_OPS, Count, arg, count, unpacker
 
 __all__ = ["CPython311"]
 
 
 def _bits(arg: int) -> int:
     return bin(arg & 0xF).count("1")
-
-
-# Operators whose result, on builtin immutable operands (str, int, float, ...),
-# depends only on the operands: when they meet a placeholder, the replay may
-# compute them later instead of waiting.  BINARY_OP's argument indexes this
-# table (CPython's _nb_ops: 0 add, 2 floordiv, 5 mul, 6 mod, 10 sub, 11
-# truediv; +13 for the in-place forms, which must stay in-place: on a list,
-# ``xs += ys`` extends xs).
-_BINARY = {0: operator.add, 2: operator.floordiv, 5: operator.mul, 6: operator.mod,
-           10: operator.sub, 11: operator.truediv,
-           13: operator.iadd, 15: operator.ifloordiv, 18: operator.imul, 19: operator.imod,
-           23: operator.isub, 24: operator.itruediv}
 
 
 def _format_value(convert: Callable[[Any], str] | None) -> Callable[..., Any]:
@@ -42,6 +30,68 @@ def _format_value(convert: Callable[[Any], str] | None) -> Callable[..., Any]:
 
 def _build_string(*parts: str) -> str:
     return "".join(parts)
+
+
+# How many stack items each instruction reads (pops or peeks).  Instructions
+# that the rewrite models specially (loads, stores, calls, containers) are
+# listed too so that the depth bookkeeping of the generic path stays right.
+_CONSUMED: dict[str, Count] = {
+    "ASYNC_GEN_WRAP": 1, "BEFORE_ASYNC_WITH": 1, "BEFORE_WITH": 1, "BINARY_OP": 2,
+    "BINARY_SUBSCR": 2, "BUILD_CONST_KEY_MAP": lambda a: a + 1, "BUILD_LIST": lambda a: a,
+    "BUILD_MAP": lambda a: 2 * a, "BUILD_SET": lambda a: a, "BUILD_SLICE": lambda a: a,
+    "BUILD_STRING": lambda a: a, "BUILD_TUPLE": lambda a: a, "CACHE": 0,
+    "CALL": lambda a: a + 2, "CALL_FUNCTION_EX": lambda a: 3 + (a & 1),
+    "CHECK_EG_MATCH": 2, "CHECK_EXC_MATCH": 2, "COMPARE_OP": 2, "CONTAINS_OP": 2,
+    "COPY": lambda a: a, "COPY_FREE_VARS": 0, "DELETE_ATTR": 1, "DELETE_DEREF": 0,
+    "DELETE_FAST": 0, "DELETE_GLOBAL": 0, "DELETE_NAME": 0, "DELETE_SUBSCR": 2,
+    "DICT_MERGE": lambda a: a + 4, "DICT_UPDATE": lambda a: a + 1, "END_ASYNC_FOR": 2,
+    "EXTENDED_ARG": 0, "FORMAT_VALUE": lambda a: 2 if a & 4 else 1, "FOR_ITER": 1,
+    "GET_AITER": 1, "GET_ANEXT": 1, "GET_AWAITABLE": 1, "GET_ITER": 1, "GET_LEN": 1,
+    "GET_YIELD_FROM_ITER": 1, "IMPORT_FROM": 1, "IMPORT_NAME": 2, "IMPORT_STAR": 1,
+    "IS_OP": 2, "JUMP_BACKWARD": 0, "JUMP_BACKWARD_NO_INTERRUPT": 0, "JUMP_FORWARD": 0,
+    "JUMP_IF_FALSE_OR_POP": 1, "JUMP_IF_TRUE_OR_POP": 1, "KW_NAMES": 0,
+    "LIST_APPEND": lambda a: a + 1, "LIST_EXTEND": lambda a: a + 1, "LIST_TO_TUPLE": 1,
+    "LOAD_ASSERTION_ERROR": 0, "LOAD_ATTR": 1, "LOAD_BUILD_CLASS": 0, "LOAD_CLASSDEREF": 0,
+    "LOAD_CLOSURE": 0, "LOAD_CONST": 0, "LOAD_DEREF": 0, "LOAD_FAST": 0, "LOAD_GLOBAL": 0,
+    "LOAD_METHOD": 1, "LOAD_NAME": 0, "MAKE_CELL": 0, "MAKE_FUNCTION": lambda a: 1 + _bits(a),
+    "MAP_ADD": lambda a: a + 2, "MATCH_CLASS": 3, "MATCH_KEYS": 2, "MATCH_MAPPING": 1,
+    "MATCH_SEQUENCE": 1, "NOP": 0, "POP_EXCEPT": 1, "POP_JUMP_BACKWARD_IF_FALSE": 1,
+    "POP_JUMP_BACKWARD_IF_NONE": 1, "POP_JUMP_BACKWARD_IF_NOT_NONE": 1,
+    "POP_JUMP_BACKWARD_IF_TRUE": 1, "POP_JUMP_FORWARD_IF_FALSE": 1,
+    "POP_JUMP_FORWARD_IF_NONE": 1, "POP_JUMP_FORWARD_IF_NOT_NONE": 1,
+    "POP_JUMP_FORWARD_IF_TRUE": 1, "POP_TOP": 1, "PRECALL": 0, "PREP_RERAISE_STAR": 2,
+    "PRINT_EXPR": 1, "PUSH_EXC_INFO": 1, "PUSH_NULL": 0, "RAISE_VARARGS": lambda a: a,
+    "RERAISE": lambda a: 1 + a, "RESUME": 0, "RETURN_GENERATOR": 0, "RETURN_VALUE": 1,
+    "SEND": 2, "SETUP_ANNOTATIONS": 0, "SET_ADD": lambda a: a + 1,
+    "SET_UPDATE": lambda a: a + 1, "STORE_ATTR": 2, "STORE_DEREF": 1, "STORE_FAST": 1,
+    "STORE_GLOBAL": 1, "STORE_NAME": 1, "STORE_SUBSCR": 3, "SWAP": lambda a: a,
+    "UNARY_INVERT": 1, "UNARY_NEGATIVE": 1, "UNARY_NOT": 1, "UNARY_POSITIVE": 1,
+    "UNPACK_EX": 1, "UNPACK_SEQUENCE": 1, "WITH_EXCEPT_START": 4, "YIELD_VALUE": 1,
+}
+
+# Of the items read, how many at the bottom stay on the stack untouched (the
+# list a LIST_APPEND appends to, the iterator FOR_ITER advances, ...).
+_KEPT: dict[str, Count] = {
+    "CHECK_EXC_MATCH": 1, "DICT_MERGE": lambda a: a + 3, "DICT_UPDATE": lambda a: a,
+    "FOR_ITER": 1, "GET_ANEXT": 1, "GET_LEN": 1, "IMPORT_FROM": 1,
+    "LIST_APPEND": lambda a: a, "LIST_EXTEND": lambda a: a, "MAP_ADD": lambda a: a,
+    "MATCH_KEYS": 2, "MATCH_MAPPING": 1, "MATCH_SEQUENCE": 1, "SET_ADD": lambda a: a,
+    "SET_UPDATE": lambda a: a, "WITH_EXCEPT_START": 4, "SEND": 1,
+}
+
+# Instructions that read none of their operands: they drop, re-raise or return
+# a value, or compare identities.  (Before a return the replay waits for every
+# deferred call anyway.)  Every other instruction reads the objects it consumes:
+# where one may be an object a deferred call received, the replay waits first.
+_READS_NOTHING = frozenset({
+    "CHECK_EG_MATCH", "CHECK_EXC_MATCH", "IS_OP", "NOP", "POP_EXCEPT", "POP_TOP",
+    "PREP_RERAISE_STAR", "PUSH_EXC_INFO", "RAISE_VARARGS", "RERAISE", "RETURN_VALUE",
+    "SEND", "WITH_EXCEPT_START", "YIELD_VALUE",
+})
+# Instructions that read the bottom item of those they leave on the stack: a
+# pattern's subject (a placeholder is no mapping or sequence), a loop's iterator.
+_READS_KEPT = frozenset({
+    "FOR_ITER", "GET_LEN", "MATCH_KEYS", "MATCH_MAPPING", "MATCH_SEQUENCE"})
 
 
 class CPython311:
@@ -70,66 +120,10 @@ class CPython311:
     # enclosing frame (PEP 709 inlined them in 3.12).
     COMPREHENSIONS: ClassVar[frozenset[str]] = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>"})
 
-    # How many stack items each instruction reads (pops or peeks).  Instructions
-    # that the rewrite models specially (loads, stores, calls, containers) are
-    # listed too so that the depth bookkeeping of the generic path stays right.
-    CONSUMED: ClassVar[dict[str, Count]] = {
-        "ASYNC_GEN_WRAP": 1, "BEFORE_ASYNC_WITH": 1, "BEFORE_WITH": 1, "BINARY_OP": 2,
-        "BINARY_SUBSCR": 2, "BUILD_CONST_KEY_MAP": lambda a: a + 1, "BUILD_LIST": lambda a: a,
-        "BUILD_MAP": lambda a: 2 * a, "BUILD_SET": lambda a: a, "BUILD_SLICE": lambda a: a,
-        "BUILD_STRING": lambda a: a, "BUILD_TUPLE": lambda a: a, "CACHE": 0,
-        "CALL": lambda a: a + 2, "CALL_FUNCTION_EX": lambda a: 3 + (a & 1),
-        "CHECK_EG_MATCH": 2, "CHECK_EXC_MATCH": 2, "COMPARE_OP": 2, "CONTAINS_OP": 2,
-        "COPY": lambda a: a, "COPY_FREE_VARS": 0, "DELETE_ATTR": 1, "DELETE_DEREF": 0,
-        "DELETE_FAST": 0, "DELETE_GLOBAL": 0, "DELETE_NAME": 0, "DELETE_SUBSCR": 2,
-        "DICT_MERGE": lambda a: a + 4, "DICT_UPDATE": lambda a: a + 1, "END_ASYNC_FOR": 2,
-        "EXTENDED_ARG": 0, "FORMAT_VALUE": lambda a: 2 if a & 4 else 1, "FOR_ITER": 1,
-        "GET_AITER": 1, "GET_ANEXT": 1, "GET_AWAITABLE": 1, "GET_ITER": 1, "GET_LEN": 1,
-        "GET_YIELD_FROM_ITER": 1, "IMPORT_FROM": 1, "IMPORT_NAME": 2, "IMPORT_STAR": 1,
-        "IS_OP": 2, "JUMP_BACKWARD": 0, "JUMP_BACKWARD_NO_INTERRUPT": 0, "JUMP_FORWARD": 0,
-        "JUMP_IF_FALSE_OR_POP": 1, "JUMP_IF_TRUE_OR_POP": 1, "KW_NAMES": 0,
-        "LIST_APPEND": lambda a: a + 1, "LIST_EXTEND": lambda a: a + 1, "LIST_TO_TUPLE": 1,
-        "LOAD_ASSERTION_ERROR": 0, "LOAD_ATTR": 1, "LOAD_BUILD_CLASS": 0, "LOAD_CLASSDEREF": 0,
-        "LOAD_CLOSURE": 0, "LOAD_CONST": 0, "LOAD_DEREF": 0, "LOAD_FAST": 0, "LOAD_GLOBAL": 0,
-        "LOAD_METHOD": 1, "LOAD_NAME": 0, "MAKE_CELL": 0, "MAKE_FUNCTION": lambda a: 1 + _bits(a),
-        "MAP_ADD": lambda a: a + 2, "MATCH_CLASS": 3, "MATCH_KEYS": 2, "MATCH_MAPPING": 1,
-        "MATCH_SEQUENCE": 1, "NOP": 0, "POP_EXCEPT": 1, "POP_JUMP_BACKWARD_IF_FALSE": 1,
-        "POP_JUMP_BACKWARD_IF_NONE": 1, "POP_JUMP_BACKWARD_IF_NOT_NONE": 1,
-        "POP_JUMP_BACKWARD_IF_TRUE": 1, "POP_JUMP_FORWARD_IF_FALSE": 1,
-        "POP_JUMP_FORWARD_IF_NONE": 1, "POP_JUMP_FORWARD_IF_NOT_NONE": 1,
-        "POP_JUMP_FORWARD_IF_TRUE": 1, "POP_TOP": 1, "PRECALL": 0, "PREP_RERAISE_STAR": 2,
-        "PRINT_EXPR": 1, "PUSH_EXC_INFO": 1, "PUSH_NULL": 0, "RAISE_VARARGS": lambda a: a,
-        "RERAISE": lambda a: 1 + a, "RESUME": 0, "RETURN_GENERATOR": 0, "RETURN_VALUE": 1,
-        "SEND": 2, "SETUP_ANNOTATIONS": 0, "SET_ADD": lambda a: a + 1,
-        "SET_UPDATE": lambda a: a + 1, "STORE_ATTR": 2, "STORE_DEREF": 1, "STORE_FAST": 1,
-        "STORE_GLOBAL": 1, "STORE_NAME": 1, "STORE_SUBSCR": 3, "SWAP": lambda a: a,
-        "UNARY_INVERT": 1, "UNARY_NEGATIVE": 1, "UNARY_NOT": 1, "UNARY_POSITIVE": 1,
-        "UNPACK_EX": 1, "UNPACK_SEQUENCE": 1, "WITH_EXCEPT_START": 4, "YIELD_VALUE": 1,
-    }
-
-    # Of the items read, how many at the bottom stay on the stack untouched (the
-    # list a LIST_APPEND appends to, the iterator FOR_ITER advances, ...).
-    KEPT: ClassVar[dict[str, Count]] = {
-        "CHECK_EXC_MATCH": 1, "DICT_MERGE": lambda a: a + 3, "DICT_UPDATE": lambda a: a,
-        "FOR_ITER": 1, "GET_ANEXT": 1, "GET_LEN": 1, "IMPORT_FROM": 1,
-        "LIST_APPEND": lambda a: a, "LIST_EXTEND": lambda a: a, "MAP_ADD": lambda a: a,
-        "MATCH_KEYS": 2, "MATCH_MAPPING": 1, "MATCH_SEQUENCE": 1, "SET_ADD": lambda a: a,
-        "SET_UPDATE": lambda a: a, "WITH_EXCEPT_START": 4, "SEND": 1,
-    }
-
-    # Instructions that read none of their operands: they drop, re-raise or return
-    # a value, or compare identities.  (Before a return the replay waits for every
-    # deferred call anyway.)  Every other instruction reads the objects it consumes:
-    # where one may be an object a deferred call received, the replay waits first.
-    READS_NOTHING: ClassVar[frozenset[str]] = frozenset({
-        "CHECK_EG_MATCH", "CHECK_EXC_MATCH", "IS_OP", "NOP", "POP_EXCEPT", "POP_TOP",
-        "PREP_RERAISE_STAR", "PUSH_EXC_INFO", "RAISE_VARARGS", "RERAISE", "RETURN_VALUE",
-        "SEND", "WITH_EXCEPT_START", "YIELD_VALUE",
-    })
-    # Instructions that read the bottom item of those they leave on the stack: a
-    # pattern's subject (a placeholder is no mapping or sequence), a loop's iterator.
-    READS_KEPT: ClassVar[frozenset[str]] = frozenset({
-        "FOR_ITER", "GET_LEN", "MATCH_KEYS", "MATCH_MAPPING", "MATCH_SEQUENCE"})
+    CONSUMED: ClassVar[dict[str, Count]] = _CONSUMED
+    KEPT: ClassVar[dict[str, Count]] = _KEPT
+    READS_NOTHING: ClassVar[frozenset[str]] = _READS_NOTHING
+    READS_KEPT: ClassVar[frozenset[str]] = _READS_KEPT
     # Instructions that read what their operands hold as well (``a == b`` compares
     # the items of two lists, a format renders a dict's values); calls are checked
     # as calls (their callable, then their arguments with what those hold).
@@ -298,7 +292,7 @@ class CPython311:
     def pure_op(self, instr: Instr) -> Callable[..., Any] | None:
         name = instr.name
         if name == "BINARY_OP":
-            return _BINARY.get(int(arg(instr)))
+            return BINARY_OPS.get(int(arg(instr)))
         if name == "FORMAT_VALUE":
             return _format_value(self.CONVERSIONS.get(arg(instr) & 3))
         if name == "BUILD_STRING":
